@@ -162,11 +162,21 @@ def parse_sections(body: str) -> dict[str, str]:
 
 
 def parse_equations(text: str) -> list[Equation]:
-    """`$$ ... $$` blocks; a plain line right before a block is its caption."""
-    equations, caption = [], ""
-    for m in re.finditer(r"(?:^|\n)([^\n$]*)\n?\$\$(.+?)\$\$", "\n" + text, re.S):
-        caption = m.group(1).strip().rstrip(":：").strip()
-        equations.append(Equation(caption=caption, tex=m.group(2).strip()))
+    """`$$ ... $$` blocks (one line or several); the text line right before a block is its caption."""
+    equations, caption, block = [], "", None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if block is None and stripped.startswith("$$"):
+            block, stripped = [], stripped[2:]
+        if block is None:
+            caption = stripped.rstrip(":：").strip()
+            continue
+        if stripped.endswith("$$"):
+            block.append(stripped[:-2])
+            equations.append(Equation(caption=caption, tex="\n".join(b for b in block if b.strip()).strip()))
+            block, caption = None, ""
+        else:
+            block.append(stripped)
     return equations
 
 
