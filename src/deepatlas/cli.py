@@ -322,12 +322,16 @@ def cmd_plan(args) -> None:
     for n, items in plan.stages:
         s = cat.stage(n)
         weeks = sum(i.weeks for i in items)
-        print(paint(f"\nStage {n} · {s.name} · {s.name_zh} · {len(items)} cards · {weeks:.1f} weeks", "cyan"))
+        print(paint(f"\nStage {n} · {s.name} · {s.name_zh} · {len(items)} cards · {_duration(weeks)}", "cyan"))
         for i in items:
             name = i.card.display_name(args.lang)
             moved = paint(f" (moved from stage {i.card.stage})", "grey") if i.card.stage != n else ""
             print(f"  {marks.get(done.get(i.card.id), ' ')} {textui.pad(i.card.id, 28)} {name}"
-                  + paint(f"  {i.weeks:.1f} wk", "grey") + moved)
+                  + paint(f"  {_duration(i.weeks)}", "grey") + moved)
+
+
+def _duration(weeks: float) -> str:
+    return f"{weeks:.1f} wk" if weeks >= 1 else f"{weeks * 7:.1f} d"
 
 
 def cmd_mark(args) -> None:

@@ -173,3 +173,10 @@ def test_unknown_id_suggests_nearest(tmp_path):
                                          ("math.ST/0501001", 2005), ("1706.03762v5", 2017), ("nonsense", None)])
 def test_arxiv_year(arxiv, year):
     assert arxiv_year(arxiv) == year
+
+
+def test_part_that_descends_from_its_whole(tmp_path):
+    write(tmp_path, "whole")
+    text = GOOD.format(id="part", name="Part", family="vision.cnn", year=2015, arxiv='"1512.03385"', parents="[whole]")
+    write(tmp_path, "part", text=text.replace("component_of: []", "component_of: [whole]"))
+    assert any("prerequisite cycle (parents and parts): " in e for e in errors(tmp_path))

@@ -36,10 +36,20 @@ def validate(cards: list[Card]) -> list[CardError]:
                 errors.append(CardError(c.path, "claims", f"duplicate claim id {cl.id!r}, also in {claim_owner[cl.id]}"))
             claim_owner[cl.id] = c.path
 
-    for rels in (("descends_from", "variant_of", "inspired_by"), ("component_of",)):
-        for cycle in _cycles(cards, by_id, rels):
-            first = by_id[cycle[0]]
-            errors.append(CardError(first.path, "/".join(rels), "lineage cycle: " + " -> ".join(cycle)))
+    ancestry = {c.id: [p for p in c.parents() if p in by_id] for c in by_id.values()}
+    for cycle in _cycles(ancestry):
+        errors.append(CardError(by_id[cycle[0]].path, "descends_from/variant_of/inspired_by",
+                                "lineage cycle: " + " -> ".join(cycle)))
+    # What a card needs first: its parents and the parts it is built of. A card cannot be
+    # both a part of X and descend from X: the study plan would have no order.
+    needs = {c.id: [p for p in (*c.descends_from, *c.variant_of) if p in by_id] for c in by_id.values()}
+    for c in by_id.values():
+        for whole in c.component_of:
+            if whole in needs:
+                needs[whole].append(c.id)
+    for cycle in _cycles(needs):
+        errors.append(CardError(by_id[cycle[0]].path, "component_of",
+                                "prerequisite cycle (parents and parts): " + " -> ".join(cycle)))
     return errors
 
 
@@ -55,27 +65,24 @@ def _duplicate_names(cards: list[Card]) -> list[CardError]:
     return errors
 
 
-def _cycles(cards: list[Card], by_id: dict[str, Card], rels: tuple[str, ...]) -> list[list[str]]:
-    """Each cycle once, found by depth-first search from every card (child -> parent edges)."""
+def _cycles(edges: dict[str, list[str]]) -> list[list[str]]:
+    """Each cycle once, found by depth-first search from every node."""
     WHITE, GREY, BLACK = 0, 1, 2
-    colour = {c.id: WHITE for c in cards}
+    colour = dict.fromkeys(edges, WHITE)
     cycles: list[list[str]] = []
 
     def visit(node: str, trail: list[str]) -> None:
         colour[node] = GREY
         trail.append(node)
-        for rel in rels:
-            for parent in getattr(by_id[node], rel):
-                if parent not in by_id:
-                    continue
-                if colour[parent] == GREY:
-                    cycles.append(trail[trail.index(parent):] + [parent])
-                elif colour[parent] == WHITE:
-                    visit(parent, trail)
+        for nxt in edges[node]:
+            if colour[nxt] == GREY:
+                cycles.append(trail[trail.index(nxt):] + [nxt])
+            elif colour[nxt] == WHITE:
+                visit(nxt, trail)
         trail.pop()
         colour[node] = BLACK
 
-    for c in cards:
-        if colour[c.id] == WHITE:
-            visit(c.id, [])
+    for node in edges:
+        if colour[node] == WHITE:
+            visit(node, [])
     return cycles

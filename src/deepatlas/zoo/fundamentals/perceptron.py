@@ -89,7 +89,7 @@ class XorConfig:
             "but its best XOR accuracy over {perceptron_epochs} epochs is {perceptron_xor_best_acc:.2f}",
         ),
         Check(
-            "mlp-xor",
+            "mlp-solves-xor",
             lambda m: m["mlp_xor_acc"] == 1.0,
             "a 2-{hidden}-1 tanh MLP reaches XOR accuracy {mlp_xor_acc:.2f} (loss {mlp_final_loss:.4f})",
         ),
