@@ -250,21 +250,23 @@ def cmd_lineage(args) -> None:
     c = find(cat, args.id)
     print(paint(f"{c.name} ({c.year})", "bold"), paint(c.family, "grey"))
 
-    def show(nodes, prefix=""):
+    up_words = {"descends_from": "parent", "variant_of": "original", "inspired_by": "inspiration"}
+    down_words = {"descends_from": "child", "variant_of": "variant", "inspired_by": "inspired by it"}
+
+    def show(nodes, words, prefix=""):
         for i, n in enumerate(nodes):
             last = i == len(nodes) - 1
-            mark = " (shown above)" if n.repeated else ""
-            rel = n.relation.replace("_", " ")
+            mark = ", shown above" if n.repeated else ""
             print(f"{prefix}{'└── ' if last else '├── '}{n.card.name} ({n.card.year}) "
-                  + paint(f"{rel}{mark}", "grey"))
-            show(n.children, prefix + ("    " if last else "│   "))
+                  + paint(f"· {words[n.relation]}{mark}", "grey"))
+            show(n.children, words, prefix + ("    " if last else "│   "))
 
     up = ancestors_tree(cat, c.id, args.depth)
     down = descendants_tree(cat, c.id, args.depth)
     print(paint("\nancestors", "cyan"))
-    show(up) if up else print("  (a root of the map)")
+    show(up, up_words) if up else print("  (a root of the map)")
     print(paint("descendants", "cyan"))
-    show(down) if down else print("  (none yet)")
+    show(down, down_words) if down else print("  (none yet)")
     parts = components(cat, c.id)
     if parts or c.component_of:
         print(paint("parts", "cyan"))
