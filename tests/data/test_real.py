@@ -9,11 +9,6 @@ import torch
 from deepatlas.data import DataUnavailable, real
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    return real.mnist_subset(flatten=False)
-
-
 def test_digits_shapes_range_and_stratification():
     split = real.digits()
     assert split.x_train.shape[1:] == (64,) and split.x_train.dtype == torch.float32
@@ -30,7 +25,8 @@ def test_digits_split_is_fixed():
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
 
 
-def test_mnist_subset(mnist):
+def test_mnist_subset():
+    mnist = real.mnist_subset(flatten=False)
     assert mnist.x_train.shape == (4000, 1, 28, 28) and mnist.x_test.shape == (1000, 1, 28, 28)
     assert mnist.x_train.dtype == torch.float32 and mnist.y_train.dtype == torch.int64
     assert 0 <= mnist.x_train.min() and mnist.x_train.max() <= 1
@@ -46,14 +42,14 @@ def test_stratified_split_partitions_the_indices():
     assert np.bincount(y[test]).tolist() == [2, 4, 6]
 
 
-def test_mnist1d_is_generated_then_cached(data_home):
+def test_mnist1d_is_generated_then_cached(isolated_home):
     numpy_state = np.random.get_state()[1].copy()
     python_state = random.getstate()
     first = real.mnist1d(num_samples=200, seed=7)
     assert np.array_equal(np.random.get_state()[1], numpy_state), "global NumPy RNG disturbed"
     assert random.getstate() == python_state, "global Python RNG disturbed"
     assert first.meta["cached"] is False
-    assert first.meta["cache_path"].startswith(str(data_home / "cache"))
+    assert first.meta["cache_path"].startswith(str(isolated_home / "cache"))
     second = real.mnist1d(num_samples=200, seed=7)
     assert second.meta["cached"] is True
     assert torch.equal(first.x_train, second.x_train) and torch.equal(first.y_test, second.y_test)
@@ -122,3 +118,9 @@ def test_karate_club():
     assert graph.labels[0] == 0 and graph.labels[33] == 1
     assert graph.train_mask.nonzero().flatten().tolist() == [0, 33]
     assert torch.equal(graph.test_mask, ~graph.train_mask)
+
+
+def test_mnist_subset_is_cached():
+    first, second = real.mnist_subset(), real.mnist_subset()
+    assert not first.meta["cached"] and second.meta["cached"]
+    assert torch.equal(first.x_train, second.x_train) and torch.equal(first.y_test, second.y_test)

@@ -67,3 +67,11 @@ def test_registered_model_card_exists(entry):
 def test_unknown_model_suggests():
     with pytest.raises(KeyError, match="did you mean mlp"):
         create_model("mpl")
+
+
+@pytest.mark.parametrize("card", [c for c in CAT if c.impl], ids=lambda c: c.id)
+def test_card_impl_module_exists(card):
+    import importlib
+
+    module = importlib.import_module(card.impl)
+    assert module.__doc__, f"{card.impl} needs a docstring with the idea, the equation and the paper"

@@ -28,7 +28,8 @@ IDS = [name for name, _, _ in POINTWISE]
 
 def inputs(seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.cat([4 * torch.randn(200, generator=g, dtype=torch.float64), torch.tensor(EXTREMES, dtype=torch.float64)])
+    random = 4 * torch.randn(200, generator=g, dtype=torch.float64)
+    return torch.cat([random, torch.tensor(EXTREMES, dtype=torch.float64)])
 
 
 def value_and_grad(f, x: torch.Tensor, upstream: torch.Tensor):
@@ -183,7 +184,8 @@ def test_sigmoid_symmetry_and_tanh_relation(values):
 def test_sigmoid_slope_never_exceeds_a_quarter(values):
     x = torch.tensor(values, dtype=torch.float64, requires_grad=True)
     (g,) = torch.autograd.grad(A.sigmoid(x).sum(), x)
-    assert (g <= 0.25).all() and (g >= 0).all()
+    # e / (1 + e)^2 can round one ulp above 1/4 next to x = 0
+    assert (g <= 0.25 + 1e-16).all() and (g >= 0).all()
 
 
 @settings(max_examples=60, deadline=None)

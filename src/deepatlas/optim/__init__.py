@@ -1,0 +1,1 @@
+"""From-scratch optimisers, learning-rate schedules and gradient utilities."""
