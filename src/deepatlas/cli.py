@@ -545,10 +545,13 @@ def verify_row(r) -> dict:
 def print_verify(results, cat) -> None:
     rows = []
     for r in results:
-        for g in r.goals or [{"metric": "(run)", "op": "", "target": "", "value": r.status, "passed": False}]:
+        timing = f"{r.seconds:.1f}s/{r.budget_s:g}s"
+        if r.status != "ok" or not r.goals:  # a failed run, or a lab that only judges claims
+            mark = paint("ran", "green") if r.status == "ok" else paint(r.status.upper(), "red")
+            rows.append([r.lab, "(claims only)" if r.status == "ok" else r.message or "", "", mark, timing])
+        for g in r.goals if r.status == "ok" else []:
             mark = paint("PASS", "green") if g["passed"] else paint("FAIL", "red")
-            rows.append([r.lab, f"{g['metric']} {g['op']} {g['target']}", _num(g["value"]), mark,
-                         f"{r.seconds:.1f}s/{r.budget_s:g}s"])
+            rows.append([r.lab, f"{g['metric']} {g['op']} {g['target']:g}", _num(g["value"]), mark, timing])
     print(textui.table(["lab", "goal", "measured", "", "time/budget"], rows))
     claims = [(r, c) for r in results for c in r.claims]
     if claims:
