@@ -58,6 +58,7 @@ class _Optimizer(torch.optim.Optimizer):
         return loss
 
     def update(self, w: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
+        """One parameter's update rule; every optimiser below writes its own."""
         raise NotImplementedError
 
 

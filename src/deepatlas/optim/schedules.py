@@ -31,6 +31,7 @@ class Schedule:
         self._apply()
 
     def lr_at(self, base_lr: float, t: int) -> float:
+        """The schedule's formula; every schedule below writes its own."""
         raise NotImplementedError
 
     def step(self) -> None:
