@@ -107,6 +107,8 @@ def test_run_json_and_runs(capsys):
     assert [r["id"] for r in json.loads(out)] == [summary["run"]]
     code, out, _ = run(capsys, "runs", "perceptron")
     assert summary["run"] in out
+    code, out, _ = run(capsys, "run", "perceptron/xor", "--scale", "quick", "--quiet")
+    assert code == 0 and "plot: " in out and out.split("plot: ")[1].split()[0].endswith("xor.png")
 
 
 def test_run_errors(capsys):

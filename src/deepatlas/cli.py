@@ -467,6 +467,8 @@ def print_result(r) -> None:
         print(f"  {mark} {g['metric']} {g['op']} {g['target']:g}  (measured {_num(g['value'])})")
     for c in r.claims:
         print(f"  {badge(c['verdict'])} {c['id']}: {c['evidence']}")
+    for fig in r.figures:
+        print(f"  plot: {fig}")
     print(paint(f"  run {r.run_id} · {r.dir}", "grey"))
 
 
