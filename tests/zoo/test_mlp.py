@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from deepatlas.registry import create_model
+from deepatlas.zoo.fundamentals.neuron import shifted_blobs
 from deepatlas.zoo.fundamentals.mlp import (
-    ACTIVATIONS, MLP, accuracy, best_linear_layer, collapse, shifted_blobs,
+    ACTIVATIONS, MLP, accuracy, best_linear_layer, collapse,
 )
 
 TORCH_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
