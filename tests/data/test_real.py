@@ -124,3 +124,10 @@ def test_mnist_subset_is_cached():
     first, second = real.mnist_subset(), real.mnist_subset()
     assert not first.meta["cached"] and second.meta["cached"]
     assert torch.equal(first.x_train, second.x_train) and torch.equal(first.y_test, second.y_test)
+
+
+def test_split_moves_to_a_device_and_unpacks():
+    data = real.digits()
+    moved = data.to("cpu")
+    x, y, x_test, y_test = moved.tensors()
+    assert torch.equal(x, data.x_train) and torch.equal(y_test, data.y_test) and moved.meta == data.meta

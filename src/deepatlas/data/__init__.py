@@ -42,6 +42,17 @@ class Split:
     y_test: torch.Tensor | None  # (N_test, ...)
     meta: dict = field(default_factory=dict)
 
+    def to(self, device) -> Split:
+        """The same split with every tensor on `device`."""
+        def move(t):
+            return None if t is None else t.to(device)
+
+        return Split(move(self.x_train), move(self.y_train), move(self.x_test), move(self.y_test), self.meta)
+
+    def tensors(self) -> tuple:
+        """(x_train, y_train, x_test, y_test), for unpacking."""
+        return self.x_train, self.y_train, self.x_test, self.y_test
+
 
 def split_seeds(seed: int) -> tuple[int, int]:
     """Train and test seeds for a generator: even for train, odd for test, so that no

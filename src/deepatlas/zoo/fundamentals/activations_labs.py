@@ -71,9 +71,7 @@ def accuracy(net: PlainMLP, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def load(run):
-    data = digits()
-    return (data.x_train.to(run.device), data.y_train.to(run.device),
-            data.x_test.to(run.device), data.y_test.to(run.device))
+    return digits().to(run.device).tensors()
 
 
 # -- relu/dying-units ----------------------------------------------------------------------------

@@ -49,9 +49,8 @@ from deepatlas.zoo.fundamentals.mlp import MLP
 
 
 def _mnist(device) -> dict:
-    data = mnist_subset(flatten=True)  # 4,000 training and 1,000 test images (N, 784), cached by the loader
-    return {"x_train": data.x_train.to(device), "y_train": data.y_train.to(device),
-            "x_test": data.x_test.to(device), "y_test": data.y_test.to(device)}
+    data = mnist_subset(flatten=True).to(device)  # 4,000 training and 1,000 test images (N, 784)
+    return {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
 
 
 @torch.no_grad()

@@ -309,9 +309,7 @@ class FlowConfig:
 )
 def gradient_flow(run, cfg: FlowConfig) -> dict:
     """Per-layer gradient norms and training of a 40-layer tanh MLP with and without residual connections."""
-    data = digits()
-    x, y = data.x_train.to(run.device), data.y_train.to(run.device)  # (N, 64), (N,)
-    x_test, y_test = data.x_test.to(run.device), data.y_test.to(run.device)
+    x, y, x_test, y_test = digits().to(run.device).tensors()  # (N, 64), (N,), ...
     metrics: dict = {"depth": cfg.depth, "steps": cfg.steps}
     norms, curves = {}, {}
     for name, residual in (("plain", False), ("residual", True)):

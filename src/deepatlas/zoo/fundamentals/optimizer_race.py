@@ -328,9 +328,7 @@ def optimizer_race(run, cfg: RaceConfig) -> dict:
         m[f"quad_rises_{name}"] = int((f[1:n + 1] > f[:n]).sum())
 
     # 2. the MLP on MNIST-1D: same initial weights and the same mini-batches for everyone
-    data = mnist1d(cfg.samples)
-    data.x_train, data.y_train = data.x_train.to(dev), data.y_train.to(dev)
-    data.x_test, data.y_test = data.x_test.to(dev), data.y_test.to(dev)
+    data = mnist1d(cfg.samples).to(dev)
     net0 = MLP([data.x_train.shape[1], cfg.hidden, cfg.hidden, 10], activation="relu").to(dev)
     idx = batches(len(data.y_train), cfg.batch_size, cfg.mlp_steps, run.seed, dev)
     curves, eff = {}, {}

@@ -321,9 +321,7 @@ class InvertedConfig:
 )
 def inverted_scaling(run, cfg: InvertedConfig) -> dict:
     """Inverted dropout: the expected training-time activation equals the deterministic test-time one."""
-    data = digits(flatten=False)
-    x, y = data.x_train.to(run.device), data.y_train.to(run.device)
-    x_test, y_test = data.x_test.to(run.device), data.y_test.to(run.device)
+    x, y, x_test, y_test = digits(flatten=False).to(run.device).tensors()
     g = torch.Generator().manual_seed(run.seed)
     net = DropoutMLP(cfg.hidden, cfg.p, g).to(run.device)
     fit(run, "dropout", net, {"x_train": x, "y_train": y, "x_test": x_test, "y_test": y_test}, cfg, g)

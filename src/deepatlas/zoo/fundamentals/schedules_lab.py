@@ -112,9 +112,7 @@ def accuracy(net, data) -> float:
 def warmup_cosine(run, cfg: ScheduleConfig) -> dict:
     """Warm-up + cosine against a constant rate: final accuracy, curves, and warm-up at a too-large rate."""
     dev = run.device
-    data = mnist1d(cfg.samples)
-    data.x_train, data.y_train = data.x_train.to(dev), data.y_train.to(dev)
-    data.x_test, data.y_test = data.x_test.to(dev), data.y_test.to(dev)
+    data = mnist1d(cfg.samples).to(dev)
     m: dict = {k: getattr(cfg, k) for k in ("steps", "peak_lr", "inits", "high_lr", "high_steps", "warmup_steps")}
     m["high_ratio"] = cfg.high_lr / cfg.peak_lr
     sizes = [data.x_train.shape[1], cfg.hidden, cfg.hidden, 10]

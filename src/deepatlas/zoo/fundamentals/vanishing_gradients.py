@@ -169,9 +169,7 @@ def slopes(run) -> dict:
 )
 def depth(run, cfg: DepthConfig) -> dict:
     """Gradient norm per layer of 20-layer sigmoid, tanh and ReLU nets, and how far each layer moves in training."""
-    data = digits()
-    x, y = data.x_train.to(run.device), data.y_train.to(run.device)  # (N, 64), (N,)
-    x_test, y_test = data.x_test.to(run.device), data.y_test.to(run.device)
+    x, y, x_test, y_test = digits().to(run.device).tensors()  # (N, 64), (N,), ...
     sizes = [x.shape[1]] + [cfg.width] * (cfg.depth - 1) + [10]
     metrics: dict = {"depth": cfg.depth, "steps": cfg.steps, **slopes(run)}
     norms, changes, losses = {}, {}, {}
