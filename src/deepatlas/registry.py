@@ -1,7 +1,11 @@
 """The model registry: one decorator per variant, one factory, wildcard listing.
 
-    @register_model("resnet20", card="resnet")
+    @register_model("resnet20", card="resnet", example=lambda: (torch.randn(2, 3, 32, 32),))
     def resnet20(**kw): return ResNet(depth=20, **kw)
+
+`example` returns the positional inputs of one small forward pass of the default model; the
+test suite runs every registered model through it, then backward, and expects a finite
+gradient on every parameter.
 
     create_model("resnet20", num_classes=10); list_models("resnet*")
 """
@@ -20,16 +24,17 @@ class ModelEntry:
     card: str
     factory: Callable
     module: str
+    example: Callable[[], tuple] | None = None
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, card: str):
+def register_model(name: str, *, card: str, example: Callable[[], tuple] | None = None):
     def register(factory):
         if name in _MODELS and _MODELS[name].module != factory.__module__:
             raise ValueError(f"model {name!r} registered twice ({_MODELS[name].module}, {factory.__module__})")
-        _MODELS[name] = ModelEntry(name, card, factory, factory.__module__)
+        _MODELS[name] = ModelEntry(name, card, factory, factory.__module__, example)
         return factory
 
     return register

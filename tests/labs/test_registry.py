@@ -64,6 +64,36 @@ def test_registered_model_card_exists(entry):
     assert isinstance(model, torch.nn.Module)
 
 
+def _float_outputs(out) -> list[torch.Tensor]:
+    """Every floating-point tensor in a model's output (a tensor, a tuple/list or a dict of them)."""
+    if isinstance(out, torch.Tensor):
+        return [out] if out.is_floating_point() else []
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _float_outputs(o)]
+    return []
+
+
+@pytest.mark.parametrize("entry", model_entries(), ids=lambda m: m.name)
+def test_registered_model_forward_backward(entry):
+    """The same check for every model: its example input goes forward to finite outputs, and
+    backward from them gives every trainable parameter a finite gradient."""
+    assert entry.example is not None, f"register_model({entry.name!r}) needs example= (a small forward input)"
+    torch.manual_seed(0)
+    model = create_model(entry.name)
+    outputs = _float_outputs(model(*entry.example()))
+    assert outputs, f"{entry.name} returned no floating-point output"
+    assert all(torch.isfinite(o).all() for o in outputs)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not trainable:  # trained by a rule, not by gradients (the perceptron)
+        return
+    sum(o.float().square().mean() for o in outputs if o.requires_grad).backward()
+    for name, p in trainable:
+        assert p.grad is not None, f"{entry.name}: no gradient reaches {name}"
+        assert torch.isfinite(p.grad).all(), f"{entry.name}: non-finite gradient in {name}"
+
+
 def test_unknown_model_suggests():
     with pytest.raises(KeyError, match="did you mean mlp"):
         create_model("mpl")

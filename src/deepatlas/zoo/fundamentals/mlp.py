@@ -54,7 +54,7 @@ class MLP(nn.Module):
         return f"activation={self.activation}"
 
 
-@register_model("mlp", card="mlp")
+@register_model("mlp", card="mlp", example=lambda: (torch.randn(4, 2),))
 def mlp(sizes: list[int] | None = None, activation: str = "tanh") -> MLP:
     return MLP(sizes or [2, 8, 1], activation)
 

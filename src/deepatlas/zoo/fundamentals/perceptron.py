@@ -53,7 +53,7 @@ class Perceptron(nn.Module):
         return mistakes
 
 
-@register_model("perceptron", card="perceptron")
+@register_model("perceptron", card="perceptron", example=lambda: (CORNERS,))
 def perceptron(n_in: int = 2) -> Perceptron:
     return Perceptron(n_in)
 

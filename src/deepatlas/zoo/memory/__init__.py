@@ -1,0 +1,1 @@
+"""Memory-augmented networks: memory networks, the neural Turing machine, the DNC and MANN."""

@@ -1,0 +1,1 @@
+"""Vision: convolutional networks from LeNet-5 to EfficientNet, U-Net, the Vision Transformer and capsules."""
