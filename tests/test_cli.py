@@ -129,9 +129,9 @@ def test_verify_json_shape(capsys):
     assert code == 0
 
 
-def test_verify_snapshot_needs_everything(capsys):
-    code, _, err = run(capsys, "verify", "--stage", "1", "--snapshot")
-    assert code == 2 and "--snapshot records every lab" in err
+def test_verify_snapshot_needs_default_scale(capsys):
+    code, _, err = run(capsys, "verify", "--stage", "1", "--scale", "quick", "--snapshot")
+    assert code == 2 and "--snapshot records default-scale runs" in err
 
 
 def test_labs_and_models(capsys):

@@ -36,7 +36,7 @@ def verdicts(cat: Catalog, claims: list[Claim] | None = None, *, use_store: bool
     measured = {}
     for lab_id, entry in snap.get("labs", {}).items():
         for cl in entry.get("claims", []):
-            measured[cl["id"]] = (cl, f"snapshot {snap.get('measured_at', '')[:10]}")
+            measured[cl["id"]] = (cl, f"snapshot {entry.get('measured_at', snap.get('measured_at', ''))[:10]}")
     if use_store:
         from deepatlas.store import Store
 

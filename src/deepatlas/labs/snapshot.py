@@ -1,6 +1,6 @@
-"""Writing the verdict snapshot (`catalog/verdicts.json`) from a full default-scale verify.
+"""Writing the verdict snapshot (`catalog/verdicts.json`) from default-scale verify runs.
 
-Each lab's entry keeps a hash of what it promises (goals, claims, default config), so a
+Each lab's entry records when, where and at which commit it was measured, and keeps a hash of what it promises (goals, claims, default config), so a
 test can tell when a lab changed but the snapshot was not measured again.
 """
 
@@ -46,19 +46,27 @@ def commit() -> str:
 
 
 def write_snapshot(results, path: Path = SNAPSHOT) -> Path:
-    labs = {}
-    for r in sorted(results, key=lambda r: r.lab):
+    """Record `results` (default-scale runs) in the snapshot. Labs not among them keep their earlier
+    entry, so one family can be measured again on its own; entries of labs that no longer exist go."""
+    from deepatlas.catalog.verdicts import load_snapshot
+    from deepatlas.labs import list_labs
+
+    now, where, at = time.strftime("%Y-%m-%dT%H:%M:%S%z"), machine(), commit()
+    existing = {lab.id for lab in list_labs()}
+    labs = {k: v for k, v in load_snapshot(path).get("labs", {}).items() if k in existing}
+    for r in results:
         labs[r.lab] = {
             "spec": spec_hash(get_lab(r.lab)), "status": r.status, "seconds": round(r.seconds, 2),
-            "budget_s": r.budget_s, "seed": r.seed, "metrics": r.metrics, "goals": r.goals, "claims": r.claims,
+            "budget_s": r.budget_s, "seed": r.seed, "measured_at": now, "machine": where, "commit": at,
+            "metrics": r.metrics, "goals": r.goals, "claims": r.claims,
         }
     snap = {
         "generated_by": "deepatlas verify --snapshot",
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine(),
-        "commit": commit(),
+        "measured_at": now,
+        "machine": where,
+        "commit": at,
         "scale": "default",
-        "labs": labs,
+        "labs": dict(sorted(labs.items())),
     }
     path.write_text(json.dumps(snap, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
