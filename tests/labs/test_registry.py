@@ -22,7 +22,7 @@ def test_there_are_labs_and_models():
 def test_lab_matches_its_card(lab):
     card = CAT.by_id[lab.card]
     assert lab.id in card.labs, f"card {card.id} must list lab {lab.id} under labs:"
-    assert lab.budget_s <= 90
+    assert 0 < lab.budget_s <= 180, "a lab's default scale must fit a few minutes of a 2-core CPU"
     for check in lab.claims:
         claim = CAT.claims.get(check.claim)
         assert claim is not None, f"lab {lab.id} judges claim {check.claim!r}, which no card makes"
