@@ -92,7 +92,7 @@ def _cached(path: Path, make) -> tuple[dict, bool]:
         with np.load(path) as stored:
             return dict(stored), True
     arrays = make()
-    partial = path.with_suffix(".partial")
+    partial = path.with_suffix(f".{os.getpid()}.partial")  # two processes may fill the cache at once
     with open(partial, "wb") as handle:
         np.savez(handle, **arrays)
     os.replace(partial, path)  # a crash never leaves a half-written cache entry
