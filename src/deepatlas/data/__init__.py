@@ -103,6 +103,21 @@ SOURCES: list[Source] = [
     _seq("adding_problem", "adding_problem",
          "Hochreiter's adding problem: sum the two marked values of a long sequence.",
          "any n sequences of floats"),
+    Source("dates", "generated", "Dates written in 12 surface forms and mixed case, paired with their ISO 8601 form.",
+           "any n pairs; dates 1950-2049, sources up to 37 characters", "generated",
+           "deepatlas.data.dates", "deepatlas.data.dates:date_split"),
+    Source("shapes", "generated", "Images of filled circles, rectangles and triangles with their segmentation masks.",
+           "any n images 32x32 with a mask each", "generated",
+           "deepatlas.data.shapes", "deepatlas.data.shapes:shapes_split"),
+    Source("babi", "generated", "bAbI-style stories: people move between rooms or carry objects; "
+           "questions with one or two supporting facts.",
+           "any n stories with a question, an answer and the supporting facts", "generated",
+           "deepatlas.data.babi", "deepatlas.data.babi:babi_split"),
+    Source("context_pair", "generated", "Tag each token with the pair (token p steps back, token f steps ahead): "
+           "needs past and future context.", "any n sequences", "generated",
+           "deepatlas.data.tagging", "deepatlas.data.tagging:context_pair_tags"),
+    Source("delayed_recall", "generated", "Tag each token with the token d steps back: memory that grows with "
+           "the delay.", "any n sequences", "generated", "deepatlas.data.tagging", "deepatlas.data.tagging:delayed_tags"),
 ]
 
 
