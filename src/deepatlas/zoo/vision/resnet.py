@@ -241,7 +241,7 @@ def _degradation_gone(m: dict) -> bool:
         )
         for claim in ("resnet-degradation", "residual-connection-degradation")  # the same claim on two cards
     ],
-    budget_s=60,
+    budget_s=90,  # about 30 s of CPU on one idle core
     threads=1,  # tiny convolutions: 8-32 channels on 8x8 maps
 )
 def degradation(run, cfg: DegradationConfig) -> dict:
