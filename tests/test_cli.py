@@ -149,3 +149,9 @@ def test_catalogue_commands_do_not_import_torch(argv):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().endswith("NO-TORCH")
+
+
+def test_tour_runs_the_fundamentals_and_points_at_the_rest(capsys):
+    code, out, _ = run(capsys, "tour", "--scale", "quick")
+    assert "cards" in out and "perceptron/xor" in out and "lenet5/mnist" not in out
+    assert "The rest of stage 1" in out and "deepatlas verify --stage 1" in out

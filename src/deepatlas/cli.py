@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "labs not selected keep their entry)")
     fmt(c)
 
-    c = command("tour", cmd_tour, "the main job: print the map, then verify the stage-1 labs")
+    c = command("tour", cmd_tour, "the main job: print the map, then verify the fundamentals labs of stage 1")
     c.add_argument("--scale", choices=("quick", "default", "full"), default="default")
     return p
 
@@ -581,11 +581,17 @@ def cmd_tour(args) -> int:
     stages = Counter(c.stage for c in cat)
     print(textui.table(["stage", "name", "名称", "cards", "weeks"],
                        [[s.n, s.name, s.name_zh, stages[s.n], f"{s.weeks[0]}-{s.weeks[1]}"] for s in cat.stages]))
-    print(paint("\nRunning the stage-1 labs at the " + args.scale + " scale\n", "bold"))
-    ns = argparse.Namespace(lab=None, family=None, stage=1, scale=args.scale, seed=0, device="cpu",
+    print(paint("\nRunning the fundamentals labs of stage 1 at the " + args.scale + " scale\n", "bold"))
+    ns = argparse.Namespace(lab=None, family="fundamentals", stage=1, scale=args.scale, seed=0, device="cpu",
                             quiet=False, snapshot=False, format="table")
     code = cmd_verify(ns)
-    print("\nNext: `deepatlas show <id>`, `deepatlas plan`, `deepatlas run <lab>`, `deepatlas --help`.")
+    from deepatlas.labs import list_labs
+
+    rest = [lb for lb in list_labs() if cat.by_id[lb.card].stage == 1 and cat.by_id[lb.card].top_family != "fundamentals"]
+    minutes = sum(lb.budget_s for lb in rest) / 60
+    print(f"\nThe rest of stage 1 (CNNs, RNNs, attention: {len(rest)} labs, up to {minutes:.0f} minutes): "
+          "`deepatlas verify --stage 1`.")
+    print("Next: `deepatlas show <id>`, `deepatlas plan`, `deepatlas run <lab>`, `deepatlas --help`.")
     return code
 
 
