@@ -6,8 +6,7 @@ import torch
 from deepatlas.registry import create_model
 from deepatlas.data.real import CharVocab
 from deepatlas.zoo.sequence.bert import (BERT, CLS, IGNORE, MASK, N_SPECIAL, PAD, PUBLISHED, Classifier,
-                                         bert_param_count, count_params, encode_lines, mask_tokens, mlm_loss,
-                                         passages, stratified_split)
+                                         bert_param_count, count_params, encode_lines, mask_tokens, mlm_loss)
 
 
 def small(**kw) -> BERT:
@@ -135,16 +134,8 @@ def test_registered_variant():
     assert isinstance(create_model("bert_char"), BERT)
 
 
-def test_passages_never_mix_plays_and_encoding():
-    lines, labels = ["a1", "a2", "a3", "b1", "b2", "b3", "b4"], [0, 0, 0, 1, 1, 1, 1]
-    assert passages(lines, labels, 2) == (["a1\na2", "b2\nb3"], [0, 1])  # "a3\nb1" spans two plays
+def test_encoding_puts_cls_first_cuts_and_pads():
     vocab = CharVocab("ab123\n")
     ids = encode_lines(["a1\na2", "b"], vocab, 4)
     assert ids[:, 0].tolist() == [CLS, CLS] and ids[1, 2:].tolist() == [PAD, PAD]
     assert vocab.decode(ids[0, 1:] - N_SPECIAL) == "a1\n"  # cut to max_len - 1 characters
-
-
-def test_stratified_split_keeps_proportions():
-    y = torch.tensor([0] * 50 + [1] * 150)
-    tr, te = stratified_split(y, 0.2)
-    assert len(te) == 40 and (y[te] == 0).sum() == 10 and set((tr.tolist())) | set(te.tolist()) == set(range(200))
