@@ -21,6 +21,7 @@ examples:
   deepatlas plan --to deepseek-v3 --weeks 12    the prerequisites of one target, in order
   deepatlas run perceptron/xor                  run a lab at its default scale
   deepatlas verify --stage 1                    run the stage-1 labs; goals and claim verdicts
+  deepatlas serve                               the web atlas in your browser (genealogy, cards, roadmap, labs)
 
 Runs, progress and caches live in $DEEPATLAS_HOME (default ~/.local/share/deepatlas).
 """
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(c)
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (repeatable); a wrong key lists the allowed ones")
+    c.add_argument("--events", action="store_true",
+                   help="print JSON lines on stdout instead: start (run id, folder), each metrics row, end (summary)")
     fmt(c, ("text", "json"))
 
     c = command("runs", cmd_runs, "list past runs, newest first")
@@ -129,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record the results in the verdict snapshot the cards show (default scale; "
                         "labs not selected keep their entry)")
     fmt(c)
+
+    c = command("serve", cmd_serve, "open the web atlas: genealogy, mind map, cards, roadmap, live labs")
+    c.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: %(default)s; anything but loopback exposes your runs and progress)")
+    c.add_argument("--port", type=int, default=8765, help="(default: %(default)s)")
+    c.add_argument("--allow-host", action="append", default=[], metavar="HOST:PORT",
+                   help="also answer requests for this Host header (e.g. a name the machine is reached by)")
+    c.add_argument("--no-open", action="store_true", help="do not open a browser")
+
+    c = command("site", cmd_site, "write the web atlas as a static site (no live parts) to host anywhere")
+    c.add_argument("action", choices=("build",))
+    c.add_argument("dir", help="output folder (created; a previous build there is replaced)")
 
     c = command("tour", cmd_tour, "the main job: print the map, then verify the fundamentals labs of stage 1")
     c.add_argument("--scale", choices=("quick", "default", "full"), default="default")
@@ -442,13 +457,22 @@ def cmd_run(args) -> int:
     from deepatlas.labs.runner import run_lab
 
     lab = lab_or_error(args.lab)
-    quiet = args.quiet or args.format == "json"
+    quiet = args.quiet or args.format == "json" or args.events
+    hooks = {}
+    if args.events:  # the web atlas' lab queue reads these
+        def emit(**event):
+            print(json.dumps(event, ensure_ascii=False), flush=True)
+
+        hooks = {"on_start": lambda run_id, run_dir: emit(event="start", run=run_id, dir=str(run_dir)),
+                 "on_log": lambda row: emit(event="log", row=row)}
     try:
         result = run_lab(lab, scale=args.scale, seed=args.seed, device=args.device,
-                         overrides=parse_sets(args.set), quiet=quiet)
+                         overrides=parse_sets(args.set), quiet=quiet, **hooks)
     except (BadOverride, RuntimeError, ValueError) as exc:
         raise UserError(str(exc)) from None
-    if args.format == "json":
+    if args.events:
+        emit(event="end", summary=result.summary())
+    elif args.format == "json":
         print(json.dumps(result.summary(), indent=1, ensure_ascii=False))
     else:
         print_result(result)
@@ -570,6 +594,50 @@ def print_verify(results, cat) -> None:
           f"{sum(c['verdict'] == 'refuted' for _, c in claims)} refuted")
 
 
+# web atlas ------------------------------------------------------------------------------
+
+def cmd_serve(args) -> None:
+    from deepatlas.web.assets import SETUP_HINT, missing_assets
+
+    if missing := missing_assets():
+        raise UserError(f"the atlas' front-end libraries are not installed ({', '.join(missing)}); {SETUP_HINT}")
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be from 1 to 65535, got {args.port}")
+    import uvicorn
+
+    from deepatlas.web.app import LOOPBACK, Settings, create_app
+
+    settings = Settings(host=args.host, port=args.port)
+    if args.allow_host:
+        settings.allowed_hosts = [*settings.hosts(), *args.allow_host]
+    if args.host not in LOOPBACK:
+        print(paint(f"warning: binding {args.host} lets other machines read your runs and progress; "
+                    "changes still need the session token", "yellow"), file=sys.stderr)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else shown}:{args.port}/"
+    print(f"deepatlas web atlas at {url}  (Ctrl-C stops it)", flush=True)
+    if not args.no_open:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+
+
+def cmd_site(args) -> None:
+    from pathlib import Path
+
+    from deepatlas.web.site import SiteError, build_site
+
+    try:
+        written = build_site(Path(args.dir))
+    except SiteError as exc:
+        raise UserError(str(exc)) from None
+    print(f"wrote {written['files']} files ({written['bytes'] / 1e6:.1f} MB) to {args.dir}: the page, "
+          f"{written['cards']} cards, graph, mind map, roadmap and {written['labs']} labs with the snapshot's results")
+    print(f"serve it with any static web server, e.g. `python -m http.server -d {args.dir}`")
+
+
 def cmd_tour(args) -> int:
     cat = catalog()
     from collections import Counter
@@ -592,6 +660,8 @@ def cmd_tour(args) -> int:
     print(f"\nThe rest of stage 1 (CNNs, RNNs, attention: {len(rest)} labs, up to {minutes:.0f} minutes): "
           "`deepatlas verify --stage 1`.")
     print("Next: `deepatlas show <id>`, `deepatlas plan`, `deepatlas run <lab>`, `deepatlas --help`.")
+    print(paint("\nOpen the web atlas (genealogy, mind map, cards, roadmap, live labs):", "bold"))
+    print("  .venv/bin/deepatlas serve        (or `deepatlas serve` with the virtual environment active)")
     return code
 
 

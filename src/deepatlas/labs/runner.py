@@ -57,7 +57,7 @@ class RunResult:
 
 def run_lab(lab: Lab, *, scale: str = "default", seed: int = 0, device: str = "cpu",
             overrides: dict[str, str] | None = None, quiet: bool = False, store: Store | None = None,
-            on_log=None) -> RunResult:
+            on_log=None, on_start=None) -> RunResult:
     cfg = lab.make_config(scale, overrides)  # bad settings fail here, before anything is recorded
     dev = resolve_device(device)
     store = store or Store()
@@ -68,6 +68,8 @@ def run_lab(lab: Lab, *, scale: str = "default", seed: int = 0, device: str = "c
     (run_dir / "config.json").write_text(json.dumps(
         {"lab": lab.id, "scale": scale, "seed": seed, "device": device, "config": config}, indent=2))
     store.start_run(run_id, lab.id, lab.card, scale, seed, device, config, run_dir)
+    if on_start:
+        on_start(run_id, run_dir)
 
     torch.set_num_threads(choose_threads(lab.threads))
     seed_everything(seed)
