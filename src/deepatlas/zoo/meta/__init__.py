@@ -1,0 +1,1 @@
+"""Meta-learning: MAML, Reptile, prototypical networks, hypernetworks, PFNs, amortised inference, DeepSets."""
