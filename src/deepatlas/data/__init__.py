@@ -118,6 +118,40 @@ SOURCES: list[Source] = [
            "deepatlas.data.tagging", "deepatlas.data.tagging:context_pair_tags"),
     Source("delayed_recall", "generated", "Tag each token with the token d steps back: memory that grows with "
            "the delay.", "any n sequences", "generated", "deepatlas.data.tagging", "deepatlas.data.tagging:delayed_tags"),
+    Source("gap_regression", "generated", "1-D regression y = sin(2.5x) + 0.5x + noise with a gap in the training "
+           "inputs, for judging predictive uncertainty.", "any n points; x in [-2, 2], training inputs outside (-gap, gap)",
+           "generated", "deepatlas.data.regression1d", "deepatlas.data.regression1d:gap_regression"),
+    Source("sinusoid", "generated", "Sine-wave regression tasks y = A sin(x - phi), A in [0.1, 5], phi in [0, pi], "
+           "x in [-5, 5] (MAML's few-shot benchmark).", "any n tasks of any number of points", "generated",
+           "deepatlas.data.sinusoid", "deepatlas.data.sinusoid:sinusoid_tasks"),
+    Source("fewshot_digits", "real", "N-way K-shot episodes of 8x8 digits; meta-train on digits 0-4, test on the "
+           "held-out digits 5-9.", "episodes from 1,797 images, 10 classes",
+           "CC BY 4.0 (UCI), shipped by scikit-learn (BSD-3-Clause)", "scikit-learn load_digits",
+           "deepatlas.data.fewshot:fewshot_digits"),
+    Source("burgers_operator", "generated", "Viscous Burgers on the periodic [0, 1): Gaussian-random-field initial "
+           "conditions mapped to u(., 1) by a pseudo-spectral ETDRK4 solver.",
+           "any n pairs of functions on a grid (256 points by default)", "generated", "deepatlas.data.pde",
+           "deepatlas.data.pde:burgers_operator_split"),
+    Source("burgers_cole_hopf", "generated", "Exact viscous Burgers solution for u0 = -sin(pi x) on [-1, 1] (Raissi et "
+           "al.'s PINN benchmark), by Cole-Hopf with Gauss-Hermite quadrature.", "u(x, t) at any points", "generated",
+           "deepatlas.data.pde", "deepatlas.data.pde:burgers_cole_hopf"),
+    Source("hamiltonian_trajectories", "generated", "Mass-spring and pendulum trajectories by leapfrog integration, "
+           "with exact derivatives and known energy (system='mass_spring' or 'pendulum').", "any n trajectories",
+           "generated", "deepatlas.data.physics", "deepatlas.data.physics:trajectories"),
+    Source("kinship", "generated", "Family trees: father/mother/husband/wife facts and eight derived kinship "
+           "relations, with 20% of the derived facts held out.", "about 34-64 people, 250-450 facts", "generated",
+           "deepatlas.data.kinship", "deepatlas.data.kinship:kinship"),
+    Source("mnist_addition", "generated", "MNIST-addition: pairs of MNIST-subset images labelled only by their sum "
+           "(the digits are kept for evaluation).", "2,000 training pairs per pairing, 500 test pairs",
+           "generated from the MNIST subset", "deepatlas.data.mnist_addition",
+           "deepatlas.data.mnist_addition:mnist_addition"),
+    Source("span_tags", "generated", "Typed-span BIO tagging: one type cue per span (sometimes hidden), so that "
+           "the labels obey long-range constraints.", "any n sequences", "generated", "deepatlas.data.span_tagging",
+           "deepatlas.data.span_tagging:span_split"),
+    Source("causal_sem", "generated", "Random ER DAGs (about k*d edges) with linear-Gaussian or nonlinear (MLP, cos) "
+           "SEM samples, and pendulum/light/shadow scenes whose factors follow an SCM.",
+           "any n samples over any d nodes; scenes 20x20", "generated", "deepatlas.data.causal",
+           "deepatlas.data.causal:linear_sem"),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Causal models: Bayesian networks, structural causal models, interventions, counterfactuals and structure learning."""

@@ -1,0 +1,1 @@
+"""Neuro-symbolic models: probabilistic logic, DeepProbLog, logic tensor networks, theorem provers, deep CRFs."""
