@@ -119,7 +119,7 @@ class OUConfig:
             "to the same paths gives spread {ode_std:.3f} and mean error {ode_mean_abs_err:.3f}",
         ),
     ],
-    budget_s=60,
+    budget_s=90,
     threads=1,
 )
 def ou_process(run, cfg: OUConfig) -> dict:
