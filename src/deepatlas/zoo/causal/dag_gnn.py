@@ -141,8 +141,8 @@ class NonlinearConfig:
             lambda m: m["dag_gnn_shd_ratio"] <= 0.5 and m["dag_gnn_fdr"] <= 0.3,
             "on a nonlinear ({sem}) SEM over an ER graph with d={d} ({true_edges} edges, n={n}), DAG-GNN reaches "
             "SHD {dag_gnn_shd} (TPR {dag_gnn_tpr:.2f}, FDR {dag_gnn_fdr:.2f}, {dag_gnn_time:.0f} s), i.e. "
-            "{dag_gnn_shd_ratio:.2f} of the empty graph's SHD; linear NOTEARS gets SHD {notears_shd}, "
-            "NOTEARS-MLP {notears_mlp_shd}",
+            "{dag_gnn_shd_ratio:.2f} of the empty graph's SHD; linear NOTEARS gets SHD {notears_shd} (NOTEARS-MLP "
+            "runs at the full scale)",
         ),
     ],
     budget_s=90,
@@ -165,7 +165,6 @@ def nonlinear_graphs(run, cfg: NonlinearConfig) -> dict:
         scores = structure_metrics(graphs[name], B)
         metrics.update({f"{name}_shd": scores["shd"], f"{name}_tpr": scores["tpr"], f"{name}_fdr": scores["fdr"],
                         f"{name}_time": time.perf_counter() - start})
-    metrics.setdefault("notears_mlp_shd", -1)
     metrics["true_edges"] = int(B.sum().item())
     metrics["dag_gnn_shd_ratio"] = metrics["dag_gnn_shd"] / max(metrics["true_edges"], 1)
     with run.figure("nonlinear_graphs", ncols=1 + len(graphs), size=(3.4 * (1 + len(graphs)), 3.4)) as (fig, axes):
