@@ -68,16 +68,15 @@ def run_lab(lab: Lab, *, scale: str = "default", seed: int = 0, device: str = "c
     (run_dir / "config.json").write_text(json.dumps(
         {"lab": lab.id, "scale": scale, "seed": seed, "device": device, "config": config}, indent=2))
     store.start_run(run_id, lab.id, lab.card, scale, seed, device, config, run_dir)
-    if on_start:
-        on_start(run_id, run_dir)
-
-    torch.set_num_threads(choose_threads(lab.threads))
-    seed_everything(seed)
     run = Run(run_dir, dev, seed, scale, quiet=quiet, on_log=on_log)
     result = RunResult(run_id, lab.id, lab.card, scale, seed, device, "running", 0.0, config,
                        dir=str(run_dir), budget_s=lab.budget_s)
     start = time.perf_counter()
-    try:
+    try:  # from here on an interruption (Ctrl-C, the web queue's SIGINT) is recorded
+        if on_start:
+            on_start(run_id, run_dir)
+        torch.set_num_threads(choose_threads(lab.threads))
+        seed_everything(seed)
         metrics = lab.fn(run, cfg)
         result.metrics = {k: _plain(v) for k, v in metrics.items()}
         result.goals = [g.evaluate(result.metrics) for g in lab.goals_for(scale)]
