@@ -126,7 +126,7 @@ def browser():
 
 def _page(browser, width: int, height: int):
     context = browser.new_context(viewport={"width": width, "height": height})
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(45_000)  # a loaded 2-core CI machine runs other tests beside the browser
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

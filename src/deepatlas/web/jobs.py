@@ -20,6 +20,8 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
+from deepatlas.store import Store
+
 MAX_QUEUED = 20
 GRACE_S = 10.0
 KEEP_FINISHED = 50
@@ -65,6 +67,15 @@ class Job:
 def lab_command(job: Job) -> list[str]:
     return [sys.executable, "-m", "deepatlas", "run", job.lab, "--scale", job.scale, "--seed", str(job.seed),
             "--events", "--quiet"]
+
+
+def _settle(run_id: str, status: str, seconds: float) -> None:
+    """A child that died before recording its run's end (killed after the grace period, or interrupted
+    before its runner could write) leaves the run "running" in the store: record how it ended."""
+    store = Store()
+    record = store.get_run(run_id)
+    if record is not None and record.status == "running":
+        store.finish_run(run_id, status, seconds, message=f"the run's process ended without recording it ({status})")
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -201,6 +212,8 @@ class JobQueue:
         stderr.seek(0)
         tail = stderr.read().decode("utf-8", "replace").strip()[-2000:]
         stderr.close()
+        if job.run:
+            _settle(job.run, "interrupted" if job.cancelled else "failed", time.time() - job.started)
         with self._cond:
             if job.cancelled:
                 recorded = f"; run {job.run} is recorded as interrupted" if job.run else ""
