@@ -42,11 +42,11 @@ def test_genealogy_draws_every_card_and_traces_lineage(live_server, page):
     open_graph(page, live_server.url)
     page.select_option("#stage-filter", "2")
     stage2 = sum(c.stage == 2 for c in cat)
-    page.wait_for_function(f"document.querySelector('#cy').dataset.visibleCount === '{stage2}'")
+    page.wait_for_function(f"document.querySelector('#cy')?.dataset.visibleCount === '{stage2}'")
     page.select_option("#stage-filter", "")
     page.uncheck(".filters input[value='architecture']")
     others = sum(c.kind != "architecture" for c in cat)
-    page.wait_for_function(f"document.querySelector('#cy').dataset.visibleCount === '{others}'")
+    page.wait_for_function(f"document.querySelector('#cy')?.dataset.visibleCount === '{others}'")
 
     # Search marks the matches.
     page.fill("#graph-search", "transformer")
@@ -55,7 +55,7 @@ def test_genealogy_draws_every_card_and_traces_lineage(live_server, page):
     # A card's "show in genealogy" link selects it there, clearing filters that hide it.
     page.goto(live_server.url + "#/card/transformer")
     page.click("a[href='#/graph/transformer']")
-    page.wait_for_function("document.querySelector('#cy').dataset.visibleCount === String(window.atlas.cy.nodes().length)")
+    page.wait_for_function("document.querySelector('#cy')?.dataset.visibleCount === String(window.atlas.cy.nodes().length)")
     assert "Transformer" in page.inner_text(".detail-panel")
 
 

@@ -316,7 +316,8 @@ function updateCount(s) {
   const total = s.cy.nodes().length;
   const matches = s.filters.query ? s.cy.nodes(".match").not(".hidden").length : null;
   s.count.textContent = t("graph.shown", { n: shown, total }) + (matches === null ? "" : ` · ${t("graph.matches", { n: matches })}`);
-  s.cy.container().dataset.visibleCount = String(shown);
+  const container = s.cy.container();  // null once the page has moved on and the graph was torn down
+  if (container) container.dataset.visibleCount = String(shown);
 }
 
 function relabel() {
