@@ -440,3 +440,78 @@ def test_ndcg_errors():
         M.ndcg(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0]), k=0)
     with pytest.raises(ValueError, match="reduction"):
         M.ndcg(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0]), reduction="sum")
+
+
+# --- generative sample quality ---------------------------------------------------------------------------
+
+def _frechet_scipy(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import linalg
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(s_a @ s_b).real
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s_a + s_b - 2 * root))
+
+
+def test_frechet_distance_matches_the_scipy_sqrtm_formula():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(300, 6, generator=g, dtype=torch.float64)
+    b = torch.randn(200, 6, generator=g, dtype=torch.float64) @ torch.randn(6, 6, generator=g, dtype=torch.float64) + 1
+    close(M.frechet_distance(a, b), _frechet_scipy(a.numpy(), b.numpy()), tol=1e-8)
+    assert M.frechet_distance(a, a).item() == pytest.approx(0, abs=1e-9)
+
+
+def test_frechet_distance_of_known_gaussians():
+    # Same covariance: only the means differ, so d^2 = |mu_a - mu_b|^2 up to sampling noise.
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(20_000, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(20_000, 3, generator=g, dtype=torch.float64) + torch.tensor([3.0, 0, 4.0], dtype=torch.float64)
+    assert M.frechet_distance(a, b).item() == pytest.approx(25.0, rel=0.01)
+
+
+def test_sliced_wasserstein_in_one_dimension_is_the_exact_distance():
+    from scipy.stats import wasserstein_distance
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(400, 1, generator=g, dtype=torch.float64)
+    b = 2 * torch.rand(400, 1, generator=g, dtype=torch.float64) + 0.5
+    # In 1-D every direction is +-1, so the sliced distance is the 1-D distance itself.
+    close(M.sliced_wasserstein(a, b, n_projections=8, p=1, generator=g), wasserstein_distance(a[:, 0], b[:, 0]), 1e-10)
+    shift = M.sliced_wasserstein(a, a + 0.7, n_projections=8, p=2, generator=g)
+    close(shift, 0.7, 1e-10)
+
+
+def test_sliced_wasserstein_unequal_sizes_and_errors():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(500, 2, generator=g), torch.randn(2000, 2, generator=g)
+    far = torch.randn(700, 2, generator=g) + 5
+    near = M.sliced_wasserstein(a, b, generator=g).item()
+    assert near < 0.15 < M.sliced_wasserstein(a, far, generator=g).item()
+    with pytest.raises(ValueError, match="same D"):
+        M.sliced_wasserstein(a, torch.randn(10, 3))
+    with pytest.raises(ValueError, match="p must be"):
+        M.sliced_wasserstein(a, b, p=0)
+
+
+def test_mmd_rbf_matches_its_definition_written_as_loops():
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(12, 2, generator=g, dtype=torch.float64), torch.randn(9, 2, generator=g, dtype=torch.float64)
+    hs = (0.5, 1.0)
+
+    def k(x, y):
+        return sum(math.exp(-float(((x - y) ** 2).sum()) / (2 * h * h)) for h in hs)
+    n, m = len(a), len(b)
+    xx = sum(k(a[i], a[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    yy = sum(k(b[i], b[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(a[i], b[j]) for i in range(n) for j in range(m)) / (n * m)
+    close(M.mmd_rbf(a, b, bandwidths=hs), xx + yy - 2 * xy, 1e-12)
+
+
+def test_mode_coverage_counts_modes_and_quality():
+    modes = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    g = torch.Generator().manual_seed(5)
+    on_two = torch.cat([modes[0] + 0.1 * torch.randn(50, 2, generator=g), modes[1] + 0.1 * torch.randn(50, 2, generator=g)])
+    stray = torch.full((100, 2), 5.0)  # half the samples far from every mode
+    covered, quality = M.mode_coverage(torch.cat([on_two, stray]), modes, radius=1.0)
+    assert covered == 2 and quality == pytest.approx(0.5)
+    # A few samples at the third mode do not count as covering it (the default threshold is 1 / (4K) of samples).
+    few = torch.cat([on_two, modes[2] + torch.zeros(5, 2)])
+    assert M.mode_coverage(few, modes, radius=1.0)[0] == 2
+    assert M.mode_coverage(few, modes, radius=1.0, min_share=0.01)[0] == 3

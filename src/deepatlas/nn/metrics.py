@@ -527,3 +527,91 @@ def ndcg(relevance: torch.Tensor, scores: torch.Tensor, k: int | None = None,
     # \mathrm{NDCG@}k = \mathrm{DCG@}k / \mathrm{IDCG@}k
     per_query = torch.where(idcg > 0, dcg / torch.where(idcg > 0, idcg, 1.0), 0.0)  # (Q,)
     return per_query.mean() if reduction == "mean" else per_query
+
+
+# --- sample quality of generative models ---------------------------------------------------------------
+# Heusel, Ramsauer, Unterthiner, Nessler & Hochreiter, "GANs Trained by a Two Time-Scale Update Rule Converge
+# to a Local Nash Equilibrium", NeurIPS 2017 (the Frechet distance of features); Rabin, Peyre, Delon & Bernot,
+# "Wasserstein Barycenter and its Application to Texture Mixing", SSVM 2011 (sliced Wasserstein); Gretton,
+# Borgwardt, Rasch, Scholkopf & Smola, "A Kernel Two-Sample Test", JMLR 2012 (MMD); Srivastava, Valkov, Russell,
+# Gutmann & Sutton, "VEEGAN", NeurIPS 2017 (modes covered and high-quality samples on a ring of Gaussians).
+
+def _points(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"expected two (N, D) point sets with the same D, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("each point set needs at least 2 points")
+    return a.detach().double(), b.detach().double()
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Frechet distance between Gaussians fitted to two feature sets (N, D) and (M, D): the FID formula.
+
+    The matrix square root comes from symmetric eigendecompositions, so it stays real and exact up to
+    rounding: tr((S_a S_b)^{1/2}) = tr((S_a^{1/2} S_b S_a^{1/2})^{1/2}).
+    """
+    a, b = _points(a, b)
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)  # (D, D)
+    w, v = torch.linalg.eigh(s_a)
+    s_a_half = v @ torch.diag(w.clamp_min(0).sqrt()) @ v.T
+    cross = torch.linalg.eigvalsh(s_a_half @ s_b @ s_a_half).clamp_min(0).sqrt().sum()
+    # d^2 = \lVert \mu_a - \mu_b \rVert^2 + \mathrm{tr}(\Sigma_a + \Sigma_b - 2 (\Sigma_a \Sigma_b)^{1/2})
+    return (mu_a - mu_b).square().sum() + torch.trace(s_a) + torch.trace(s_b) - 2 * cross
+
+
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_projections: int = 256, p: int = 2,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sliced p-Wasserstein distance between point sets (N, D) and (M, D), averaged over random directions.
+
+    On each direction the 1-D distance compares quantiles: sorted projections when N = M, otherwise both
+    empirical quantile functions read at the midpoints of max(N, M) equal bins.
+    """
+    a, b = _points(a, b)
+    if p < 1:
+        raise ValueError(f"p must be >= 1, got {p}")
+    theta = torch.randn(a.shape[1], n_projections, generator=generator, dtype=torch.float64)
+    theta = theta / theta.norm(dim=0, keepdim=True)  # (D, P) unit directions
+    pa, pb = (a @ theta).sort(0).values, (b @ theta).sort(0).values  # (N, P), (M, P)
+    if len(pa) != len(pb):
+        n = max(len(pa), len(pb))
+        levels = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+
+        def quantiles(sorted_proj: torch.Tensor) -> torch.Tensor:
+            return sorted_proj[(levels * len(sorted_proj)).long().clamp_max(len(sorted_proj) - 1)]
+        pa, pb = quantiles(pa), quantiles(pb)
+    # SW_p(a, b) = \big( \mathbb{E}_\theta\, W_p^p(\theta^\top a, \theta^\top b) \big)^{1/p}
+    return (pa - pb).abs().pow(p).mean().pow(1 / p)
+
+
+def mmd_rbf(a: torch.Tensor, b: torch.Tensor, bandwidths: Sequence[float] = (0.1, 0.2, 0.5, 1.0, 2.0)) -> torch.Tensor:
+    """Unbiased squared maximum mean discrepancy with a sum of Gaussian kernels k(x, y) = exp(-|x-y|^2 / (2 h^2))."""
+    a, b = _points(a, b)
+
+    def k(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        d2 = torch.cdist(x, y).square()
+        return sum(torch.exp(-d2 / (2 * h * h)) for h in bandwidths)
+
+    n, m = len(a), len(b)
+    k_aa, k_bb = k(a, a), k(b, b)
+    # \widehat{\mathrm{MMD}}^2 = \frac{\sum_{i \ne j} k(a_i, a_j)}{n(n-1)} + \frac{\sum_{i \ne j} k(b_i, b_j)}{m(m-1)}
+    #                          - \frac{2}{nm} \sum_{i,j} k(a_i, b_j)
+    return ((k_aa.sum() - k_aa.diagonal().sum()) / (n * (n - 1)) + (k_bb.sum() - k_bb.diagonal().sum()) / (m * (m - 1))
+            - 2 * k(a, b).mean())
+
+
+def mode_coverage(samples: torch.Tensor, modes: torch.Tensor, radius: float,
+                  min_share: float | None = None) -> tuple[int, float]:
+    """How many modes a sampler covers and the share of its samples that are of high quality.
+
+    A sample is of high quality when it lies within `radius` of its nearest mode; a mode is covered
+    when at least `min_share` of all samples (default 1 / (4K) for K modes) are high-quality samples
+    nearest to it. Returns (modes covered, high-quality share).
+    """
+    samples, modes = _points(samples, modes) if len(modes) > 1 else (samples.double(), modes.double())
+    d = torch.cdist(samples, modes)  # (N, K)
+    nearest_d, nearest = d.min(1)
+    good = nearest_d <= radius
+    counts = torch.bincount(nearest[good], minlength=len(modes))  # (K,)
+    threshold = (1 / (4 * len(modes)) if min_share is None else min_share) * len(samples)
+    return int((counts >= threshold).sum()), good.double().mean().item()

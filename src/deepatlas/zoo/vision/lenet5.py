@@ -127,14 +127,18 @@ class LeNet5(nn.Module):
         self.c3.weight.uniform_(-1, 1, generator=generator).mul_(bound[self.c3.out_idx][:, None, None])
         self.c3.bias.uniform_(-1, 1, generator=generator).mul_(bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, classes)
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, 84)
+        """The 84 F6 activations, the last layer before the output."""
         x = 1.275 * x - 0.1  # background 0 -> -0.1, ink 1 -> 1.175
         h = scaled_tanh(self.c1(x))  # (B, 6, 28, 28)
         h = self.s2(h)  # (B, 6, 14, 14)
         h = scaled_tanh(self.c3(h))  # (B, 16, 10, 10)
         h = self.s4(h)  # (B, 16, 5, 5)
         h = scaled_tanh(self.c5(h)).flatten(1)  # (B, 120)
-        h = scaled_tanh(self.f6(h))  # (B, 84)
+        return scaled_tanh(self.f6(h))  # (B, 84)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, classes)
+        h = self.features(x)  # (B, 84)
         if self.head == "linear":
             return self.output(h)
         # y_i = \sum_j (x_j - w_{ij})^2; the logit of class i is -y_i

@@ -1,0 +1,1 @@
+"""Brain-inspired models: spiking neural networks."""
