@@ -152,6 +152,15 @@ SOURCES: list[Source] = [
            "SEM samples, and pendulum/light/shadow scenes whose factors follow an SCM.",
            "any n samples over any d nodes; scenes 20x20", "generated", "deepatlas.data.causal",
            "deepatlas.data.causal:linear_sem"),
+    Source("digit_styles", "generated", "MNIST-subset digits in two styles (as written / thicker strokes, or "
+           "slanted by a shear): unpaired training halves, paired test images.",
+           "2,000 + 2,000 unpaired training images, 1,000 paired test images, 28x28",
+           "generated from the MNIST subset", "deepatlas.data.digit_styles",
+           "deepatlas.data.digit_styles:digit_styles"),
+    Source("waveforms", "generated", "Periodic waves of random shape (sine, square, sawtooth, triangle), period "
+           "6-24 samples, random phase and amplitude, plus AR(1) noise, for autoregressive audio models.",
+           "any n waves of any length (256 samples by default)", "generated", "deepatlas.data.waveforms",
+           "deepatlas.data.waveforms:waveform_split"),
 ]
 
 
