@@ -7,16 +7,6 @@ from deepatlas.zoo.generative.cgan import ConditionalDiscriminator, ConditionalG
 from deepatlas.zoo.generative.dcgan import train_gan
 
 
-class _Run:
-    device = torch.device("cpu")
-
-    def progress(self, iterable, **kw):
-        return iterable
-
-    def log(self, step, **scalars):
-        pass
-
-
 def test_condition_reaches_both_players():
     G, D = ConditionalGenerator(nz=8, width=8), ConditionalDiscriminator(width=8)
     z = torch.randn(4, 8)
@@ -42,10 +32,10 @@ def test_discriminator_sees_one_hot_planes():
     assert h[0, 3].eq(1).all() and h[0, 1:3].eq(0).all() and h[1, 1].eq(1).all()
 
 
-def test_conditional_training_runs_on_labelled_data():
+def test_conditional_training_runs_on_labelled_data(quiet_run):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(32, 1, 28, 28) * 2 - 1
     y = torch.arange(32) % 10
     G, D = ConditionalGenerator(nz=4, width=4), ConditionalDiscriminator(width=4)
-    curves = train_gan(_Run(), G, D, x, y=y, steps=3, batch_size=8, generator=g, decay=True)
+    curves = train_gan(quiet_run, G, D, x, y=y, steps=3, batch_size=8, generator=g, decay=True)
     assert len(curves["g_loss"]) == 3 and all(torch.isfinite(torch.tensor(curves["d_loss"])))

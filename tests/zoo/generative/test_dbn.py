@@ -7,14 +7,6 @@ import torch
 from deepatlas.zoo.generative.dbn import DBN, pretrain, sigmoid_mlp
 
 
-class _Run:
-    def progress(self, it, desc=""):
-        return it
-
-    def log(self, step, **scalars):
-        pass
-
-
 def test_up_pass_and_classifier_share_the_rbm_weights():
     g = torch.Generator().manual_seed(0)
     dbn = DBN((6, 5, 3), g)
@@ -29,7 +21,7 @@ def test_up_pass_and_classifier_share_the_rbm_weights():
         [m.weight.shape for m in sigmoid_mlp((6, 5, 3), 2) if isinstance(m, torch.nn.Linear)]
 
 
-def test_greedy_pretraining_lowers_each_layers_reconstruction_error():
+def test_greedy_pretraining_lowers_each_layers_reconstruction_error(quiet_run):
     g = torch.Generator().manual_seed(0)
     # data with structure: two prototypes and bit flips
     proto = torch.tensor([[1.0] * 6 + [0.0] * 6, [0.0] * 6 + [1.0] * 6])
@@ -38,7 +30,7 @@ def test_greedy_pretraining_lowers_each_layers_reconstruction_error():
     dbn = DBN((12, 8, 4), g)
     with torch.no_grad():
         before = (dbn.rbms[0].reconstruct(x) - x).square().mean().item()
-    errors = pretrain(_Run(), dbn, x, epochs=20, lr=0.1, batch_size=32, k=1, g=g)
+    errors = pretrain(quiet_run, dbn, x, epochs=20, lr=0.1, batch_size=32, k=1, g=g)
     assert len(errors) == 2 and errors[0] < before / 2
     # the second RBM was trained on the first one's hidden probabilities, not on the pixels
     h = dbn.rbms[0].p_h(x).detach()

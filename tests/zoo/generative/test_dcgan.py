@@ -7,16 +7,6 @@ from torch import nn
 from deepatlas.zoo.generative.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_, fit_dcgan, train_gan
 
 
-class _Run:
-    device = torch.device("cpu")
-
-    def progress(self, iterable, **kw):
-        return iterable
-
-    def log(self, step, **scalars):
-        pass
-
-
 def test_transposed_convolutions_double_the_map():
     """H_out = (H_in - 1) s - 2p + k: 1 -> 7 -> 14 -> 28 with the generator's layers."""
     G = DCGANGenerator(nz=8, width=4)
@@ -66,21 +56,21 @@ def test_shapes_and_sample_range():
     assert torch.equal(s, G.sample(6, torch.Generator().manual_seed(1)))
 
 
-def test_training_moves_the_discriminator_towards_the_data():
+def test_training_moves_the_discriminator_towards_the_data(quiet_run):
     """A few D/G rounds on a fixed image: D's loss on the pair falls below its starting value log 4."""
     g = torch.Generator().manual_seed(0)
     x = torch.zeros(64, 1, 28, 28) - 1
     x[:, :, 10:18, 10:18] = 1  # a white square on black
     G, D = dcgan_init_(DCGANGenerator(8, 8), g), dcgan_init_(DCGANDiscriminator(8), g)
-    curves = train_gan(_Run(), G, D, x, steps=30, batch_size=16, generator=g)
+    curves = train_gan(quiet_run, G, D, x, steps=30, batch_size=16, generator=g)
     assert len(curves["d_loss"]) == 30
     assert curves["d_loss"][0] == pytest.approx(2 * torch.log(torch.tensor(2.0)).item(), abs=0.15)
     assert min(curves["d_loss"][-10:]) < curves["d_loss"][0] - 0.2
 
 
-def test_fit_dcgan_checks_its_input():
+def test_fit_dcgan_checks_its_input(quiet_run):
     with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
-        fit_dcgan(_Run(), torch.rand(8, 784), steps=1, batch_size=4, generator=torch.Generator())
-    G = fit_dcgan(_Run(), torch.rand(8, 1, 28, 28), steps=2, batch_size=4, generator=torch.Generator().manual_seed(0),
+        fit_dcgan(quiet_run, torch.rand(8, 784), steps=1, batch_size=4, generator=torch.Generator())
+    G = fit_dcgan(quiet_run, torch.rand(8, 1, 28, 28), steps=2, batch_size=4, generator=torch.Generator().manual_seed(0),
                   width=4)
     assert G.sample(3).shape == (3, 1, 28, 28)

@@ -1,13 +1,11 @@
 """Our diffusion process against Hugging Face diffusers' DDPMScheduler and DDIMScheduler (float32 there)."""
 
+import diffusers
 import pytest
 import torch
 
 from deepatlas.zoo.generative.ddim import ddim_step
 from deepatlas.zoo.generative.ddpm import Diffusion
-
-diffusers = pytest.importorskip("diffusers")
-
 
 @pytest.mark.parametrize("ours,theirs", [("linear", "linear"), ("cosine", "squaredcos_cap_v2")])
 def test_schedule_and_closed_form_match_diffusers(ours, theirs):

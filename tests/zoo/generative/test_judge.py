@@ -4,30 +4,24 @@ import pytest
 import torch
 
 from deepatlas.data.real import mnist_subset
-from deepatlas.engine.context import Run
 from deepatlas.zoo.generative import judge as J
 
 
-@pytest.fixture
-def run(tmp_path):
-    return Run(tmp_path, torch.device("cpu"), seed=0, scale="quick", quiet=True)
-
-
-def test_judge_scores_real_digits_far_better_than_independent_pixels(run):
-    judge = J.digit_judge(run, epochs=1)
+def test_judge_scores_real_digits_far_better_than_independent_pixels(quiet_run):
+    judge = J.digit_judge(quiet_run, epochs=1)
     assert judge.test_acc > 0.85
-    ref = J.reference_numbers(run, judge, n=500)
+    ref = J.reference_numbers(quiet_run, judge, n=500)
     assert ref["real_fd"] < 0.2 * ref["baseline_fd"]
     assert ref["real_confident"] > ref["baseline_confident"] + 0.3
     assert ref["real_classes"] == 10
-    binary = J.reference_numbers(run, judge, binary=True, n=500)
+    binary = J.reference_numbers(quiet_run, judge, binary=True, n=500)
     assert binary["real_fd"] < 0.2 * binary["baseline_fd"]
 
 
-def test_judge_is_cached_on_disk_and_identical_when_reloaded(run):
-    first = J.digit_judge(run, epochs=1)
+def test_judge_is_cached_on_disk_and_identical_when_reloaded(quiet_run):
+    first = J.digit_judge(quiet_run, epochs=1)
     J._loaded.clear()
-    again = J.digit_judge(run, epochs=1)
+    again = J.digit_judge(quiet_run, epochs=1)
     assert again is not first
     x = mnist_subset(flatten=False).x_test[:64]
     assert torch.equal(first.features(x), again.features(x))
@@ -35,12 +29,12 @@ def test_judge_is_cached_on_disk_and_identical_when_reloaded(run):
     assert torch.equal(first.predict(x), first.probs(x).argmax(-1))
 
 
-def test_judge_rejects_images_of_the_wrong_shape(run):
-    judge = J.digit_judge(run, epochs=1)
+def test_judge_rejects_images_of_the_wrong_shape(quiet_run):
+    judge = J.digit_judge(quiet_run, epochs=1)
     with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
         judge.probs(torch.rand(4, 784))
     with pytest.raises(ValueError, match="at least 1 epoch"):
-        J.digit_judge(run, epochs=0)
+        J.digit_judge(quiet_run, epochs=0)
 
 
 def test_independent_pixels_match_the_training_marginals():

@@ -2,7 +2,6 @@
 the importance-weighted bound, and fit_vae's contract."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from deepatlas.engine.context import Run
 from deepatlas.zoo.generative.vae import (
     VAE, bernoulli_nll, fit_vae, gaussian_kl, gaussian_log_prob, importance_weighted_nll, independent_pixel_nll,
     interpolation_smoothness, nats_to_bpd, negative_elbo, reparameterize,
@@ -99,8 +97,8 @@ def test_importance_weighting_tightens_the_bound():
         importance_weighted_nll(model, x, 0)
 
 
-def test_fit_vae_learns_and_checks_its_inputs(tmp_path: Path):
-    run = Run(tmp_path, torch.device("cpu"), 0, "quick", quiet=True)
+def test_fit_vae_learns_and_checks_its_inputs(quiet_run):
+    run = quiet_run
     x = torch.zeros(64, 1, 28, 28)
     x[:32, :, 5:20, 10:14] = 1  # two kinds of image: a bar, and blank
     g = torch.Generator().manual_seed(0)

@@ -5,11 +5,6 @@ from deepatlas.zoo.meta.darts import DartsMLP, MixedOp, search
 from deepatlas.zoo.meta.evolutionary_nas import OPS, all_architectures, forward_architectures
 
 
-class _Run:
-    def log(self, step, **scalars):
-        pass
-
-
 def test_mixed_op_with_one_hot_weights_is_that_op():
     op = MixedOp(4, torch.Generator().manual_seed(0))
     h = torch.randn(3, 4)
@@ -28,13 +23,13 @@ def test_path_equals_a_standalone_network_with_the_same_weights():
     torch.testing.assert_close(net.path(x, arch), forward_architectures(params, torch.tensor([arch]), x)[0])
 
 
-def test_uniform_alpha_is_the_mean_of_all_ops_and_search_moves_alpha():
+def test_uniform_alpha_is_the_mean_of_all_ops_and_search_moves_alpha(quiet_run):
     net = DartsMLP(6, 4, 1, 3, torch.Generator().manual_seed(0))
     x, y = torch.randn(30, 6), torch.randint(3, (30,))
     h = torch.relu(net.stem(x))
     mean = sum(net.cells[0].path(h, k) for k in range(len(OPS))) / len(OPS)
     torch.testing.assert_close(net(x), net.head(mean))
     before = net.alpha.detach().clone()
-    search(net, x[:20], y[:20], x[20:], y[20:], 5, 0.01, 0.1, _Run())
+    search(net, x[:20], y[:20], x[20:], y[20:], 5, 0.01, 0.1, quiet_run)
     assert not torch.equal(before, net.alpha.detach())
     assert tuple(all_architectures(1)[net.alpha.argmax(-1)].flatten().tolist()) == net.derive()

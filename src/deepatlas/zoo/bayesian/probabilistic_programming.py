@@ -43,10 +43,10 @@ class Handler:
         return False
 
     def process(self, msg: dict) -> None:
-        pass
+        """Leave the message as it is; a subclass overrides what it handles."""
 
     def postprocess(self, msg: dict) -> None:
-        pass
+        """Leave the message as it is; a subclass overrides what it handles."""
 
 
 def sample(name: str, dist: Distribution, obs: torch.Tensor | None = None) -> torch.Tensor:
