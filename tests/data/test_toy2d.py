@@ -77,3 +77,12 @@ def test_toy_split():
 def test_unknown_toy():
     with pytest.raises(ValueError, match="moons"):
         toy2d.sample_toy("moon", 10)
+
+
+def test_gaussian_fit_matches_mean_and_covariance_in_the_input_dtype():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4000, 2, generator=g) @ torch.tensor([[2.0, 0.0], [0.5, 0.3]]) + torch.tensor([1.0, -2.0])
+    y = toy2d.gaussian_fit(x, 200_000, g)
+    assert y.shape == (200_000, 2) and y.dtype == torch.float32
+    torch.testing.assert_close(y.mean(0), x.mean(0), atol=0.02, rtol=0)
+    torch.testing.assert_close(torch.cov(y.T), torch.cov(x.T), atol=0.03, rtol=0)

@@ -101,6 +101,15 @@ def sample_toy(name: str, n: int = 1000, seed: int = 0, **kw):
     return TOYS[name](n, seed=seed, **kw)
 
 
+def gaussian_fit(x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """The trivial baseline of the 2-D density labs: n draws (n, D), on x's device and in its dtype, from
+    the one Gaussian with the mean and covariance of x (N, D), fitted and drawn in float64."""
+    x64 = x.detach().cpu().double()
+    chol = torch.linalg.cholesky(torch.cov(x64.T))  # (D, D)
+    draws = x64.mean(0) + torch.randn(n, x.shape[1], generator=generator, dtype=torch.float64) @ chol.T
+    return draws.to(x)
+
+
 def toy_split(name: str, n_train: int, n_test: int, seed: int = 0, **kw) -> Split:
     """Train and test drawn with different seeds (see `split_seeds`); y is None for densities."""
     train_seed, test_seed = split_seeds(seed)

@@ -1,5 +1,5 @@
-"""Score-based models: the DSM optimum is the true score (Gaussian data, closed form), the noised mixture's
-score against autograd, annealed Langevin on a known score, the eps-to-score identity."""
+"""Score-based models: the DSM optimum is the true score (Gaussian data, closed form), the noised
+mixture's moments, annealed Langevin on a known score, the eps-to-score identity."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepatlas.zoo.generative.score_based_model import (
-    NCSN, annealed_langevin, dsm_loss, geometric_sigmas, mixture_score, noised_mixture,
+    NCSN, annealed_langevin, dsm_loss, geometric_sigmas, noised_mixture,
 )
 
 
@@ -45,13 +45,8 @@ def test_dsm_loss_is_smallest_for_the_true_score():
     assert exact < off
 
 
-def test_mixture_score_matches_autograd_and_noised_mixture_moments():
+def test_noised_mixture_moments():
     means = torch.tensor([[2.0, 0.0], [-1.0, 1.0], [0.0, -2.0]], dtype=torch.float64)
-    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64).requires_grad_()
-    var = 0.3
-    log_p = torch.logsumexp(-((x[:, None] - means) ** 2).sum(-1) / (2 * var), 1)
-    (grad,) = torch.autograd.grad(log_p.sum(), x)
-    torch.testing.assert_close(mixture_score(x.detach(), means, var), grad)
     m_t, v_t = noised_mixture(0.64, means, 0.2)
     torch.testing.assert_close(m_t, 0.8 * means)
     assert v_t == pytest.approx(0.64 * 0.04 + 0.36)

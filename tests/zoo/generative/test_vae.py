@@ -11,7 +11,7 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from deepatlas.zoo.generative.vae import (
     VAE, bernoulli_nll, fit_vae, gaussian_kl, gaussian_log_prob, importance_weighted_nll, independent_pixel_nll,
-    interpolation_smoothness, nats_to_bpd, negative_elbo, reparameterize,
+    interpolation_smoothness, nats_to_bpd, negative_elbo, reparameterize, strip,
 )
 
 
@@ -132,3 +132,10 @@ def test_independent_pixel_nll_is_exact():
     ref = -Bernoulli(probs=p.double()).log_prob(x.double()).flatten(1).sum(1)
     torch.testing.assert_close(independent_pixel_nll(x_train, x).double(), ref, rtol=1e-5, atol=1e-3)
     assert nats_to_bpd(784 * math.log(2)) == 1.0
+
+
+def test_strip_tiles_images_row_by_row():
+    images = torch.arange(6.0)[:, None, None, None].expand(6, 1, 2, 3)  # image i is filled with i
+    picture = strip(images, 3)
+    assert picture.shape == (4, 9)
+    assert picture[::2, ::3].tolist() == [[0, 1, 2], [3, 4, 5]]

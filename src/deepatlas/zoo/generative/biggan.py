@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from deepatlas.data.toy2d import eight_gaussians_modes, toy_split
+from deepatlas.data.toy2d import eight_gaussians_modes, gaussian_fit, toy_split
 from deepatlas.labs import Check, Goal, lab
 from deepatlas.nn.linear import Linear
 from deepatlas.nn.norms import BatchNorm
 from deepatlas.registry import register_model
-from deepatlas.zoo.generative.gan import RADIUS, gaussian_fit, quality_2d
+from deepatlas.zoo.generative.gan import RADIUS, quality_2d
 
 # --- spectral normalisation, written out --------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from deepatlas.nn.init import normal_, zeros_
 from deepatlas.registry import register_model
 from deepatlas.zoo.generative.gan import discriminator_loss, generator_loss_non_saturating
 from deepatlas.zoo.generative.judge import digit_judge, independent_pixels, reference_numbers
+from deepatlas.zoo.generative.vae import strip
 
 # --- the two networks -------------------------------------------------------------------------------
 
@@ -198,10 +199,9 @@ class MnistConfig:
 
 
 def image_grid(ax, images: torch.Tensor, rows: int, title: str) -> None:
-    """Images (rows * cols, 1, 28, 28) in [0, 1] as one picture, row by row."""
+    """Images (rows * cols, 1, H, W) in [0, 1] drawn on ax as one picture, row by row, with a title."""
     cols = len(images) // rows
-    tiles = images[:rows * cols, 0].reshape(rows, cols, 28, 28).permute(0, 2, 1, 3).reshape(rows * 28, cols * 28)
-    ax.imshow(tiles.cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.imshow(strip(images[:rows * cols], cols).numpy(), cmap="gray", vmin=0, vmax=1)
     ax.set(title=title, xticks=[], yticks=[])
 
 

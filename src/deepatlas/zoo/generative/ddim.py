@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import torch
 
-from deepatlas.data.toy2d import eight_gaussians, eight_gaussians_modes
+from deepatlas.data.toy2d import eight_gaussians, eight_gaussians_modes, gaussian_fit
 from deepatlas.labs import Check, Goal, lab
 from deepatlas.nn.denoisers import TimeMLP
-from deepatlas.zoo.generative.ddpm import DDPM, Diffusion, EpsFn, _at, gaussian_fit, randn, train, two_d_report
+from deepatlas.zoo.generative.ddpm import DDPM, Diffusion, EpsFn, _at, randn, train, two_d_report
 
 
 def ddim_step(diffusion: Diffusion, eps_fn: EpsFn, x_t: torch.Tensor, t: int, s: int, eta: float = 0.0,

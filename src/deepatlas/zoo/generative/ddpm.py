@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepatlas.data.real import mnist_subset
-from deepatlas.data.toy2d import eight_gaussians, eight_gaussians_modes
+from deepatlas.data.toy2d import eight_gaussians, eight_gaussians_modes, gaussian_fit
 from deepatlas.labs import Check, Goal, lab
 from deepatlas.nn.denoisers import TimeMLP, UNet, n_params
 from deepatlas.nn.metrics import mmd_rbf, mode_coverage, sliced_wasserstein
@@ -267,13 +267,6 @@ class TwoDConfig:
     batch_size: int = 256
     lr: float = 2e-3
     radius: float = 0.6  # a sample within 3 std (0.2) of a mode is of high quality
-
-
-def gaussian_fit(x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """The trivial baseline of the 2-D labs: n draws from the Gaussian with x's mean and covariance."""
-    x = x.double()
-    L = torch.linalg.cholesky(torch.cov(x.T))
-    return (x.mean(0) + randn((n, x.shape[1]), generator, torch.float64) @ L.T).float()
 
 
 def two_d_report(samples: dict[str, torch.Tensor], reference: torch.Tensor, modes: torch.Tensor, radius: float,

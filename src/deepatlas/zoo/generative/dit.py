@@ -119,11 +119,11 @@ class VsUNetConfig:
     n_heads: int = 4
     base: int = 16  # the U-Net's first width
     T: int = 1000
-    steps: int = 1200
-    batch_size: int = 64
+    steps: int = 700
+    batch_size: int = 32
     lr: float = 2e-3
     sample_steps: int = 50
-    n_samples: int = 500
+    n_samples: int = 200
     judge_epochs: int = 8
     tolerance: float = 2.0  # DiT "takes the place" of the U-Net if its FD is at most this multiple of the U-Net's
 
@@ -134,7 +134,8 @@ class VsUNetConfig:
     config=VsUNetConfig,
     scales={"quick": {"steps": 10, "d": 16, "depth": 1, "base": 8, "n_samples": 50, "sample_steps": 3,
                       "judge_epochs": 1},
-            "default": {}, "full": {"d": 256, "depth": 8, "base": 64, "steps": 30000, "n_samples": 2000}},
+            "default": {}, "full": {"d": 256, "depth": 8, "base": 64, "steps": 30000, "batch_size": 64,
+                     "n_samples": 2000}},
     goals=[Goal("dit_fd_vs_baseline", "<=", 0.5)],
     claims=[
         Check(
@@ -147,7 +148,7 @@ class VsUNetConfig:
             "if DiT reaches half the baseline's FD and stays within {tolerance}x the U-Net's",
         ),
     ],
-    budget_s=150,  # two denoisers trained on the same data: about 120 s on 2 cores
+    budget_s=90,
     threads=None,
 )
 def vs_unet(run, cfg: VsUNetConfig) -> dict:

@@ -163,12 +163,6 @@ def quality_2d(samples: torch.Tensor, x_test: torch.Tensor, seed: int) -> dict:
     return {"modes": modes, "hq": good, "sw": sw}
 
 
-def gaussian_fit(x: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:
-    """The trivial baseline: n draws from one Gaussian with the mean and covariance of x."""
-    chol = torch.linalg.cholesky(torch.cov(x.T))  # (2, 2)
-    return x.mean(0) + torch.randn(n, x.shape[1], generator=g) @ chol.T
-
-
 # --- gan/saturating-loss: where D wins, log(1 - D(G(z))) goes flat -----------------------------------
 
 @dataclass

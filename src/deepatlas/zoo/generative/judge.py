@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.nn.functional as F
 
 from deepatlas.data import Split
 from deepatlas.data.real import mnist_subset
@@ -106,6 +107,14 @@ def digit_judge(run, epochs: int = 8) -> Judge:
         os.replace(partial, path)
     _loaded[key] = Judge(net.to(run.device), test_acc)
     return _loaded[key]
+
+
+def to_judge(x: torch.Tensor) -> torch.Tensor:
+    """Small images (N, 1, r, r) in [0, 1] -> the judge's (N, 1, 28, 28): clamped to [0, 1], then upsampled
+    bilinearly (a blend of pixels in [0, 1] stays in [0, 1])."""
+    if x.dim() != 4 or x.shape[1] != 1:
+        raise ValueError(f"to_judge takes (N, 1, r, r) images, got {tuple(x.shape)}")
+    return F.interpolate(x.clamp(0, 1), size=(28, 28), mode="bilinear", align_corners=False)
 
 
 def independent_pixels(x_train: torch.Tensor, n: int, generator: torch.Generator, binary: bool = False) -> torch.Tensor:

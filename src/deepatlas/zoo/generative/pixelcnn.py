@@ -30,6 +30,7 @@ from deepatlas.data.real import mnist_subset
 from deepatlas.labs import Check, Goal, lab
 from deepatlas.registry import register_model
 from deepatlas.zoo.generative.judge import digit_judge
+from deepatlas.zoo.generative.vae import strip
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -158,12 +159,6 @@ def sample(net: nn.Module, n: int, shape: tuple[int, int, int], generator: torch
     return x
 
 
-def image_grid(images: torch.Tensor, side: int) -> torch.Tensor:
-    """side x side images (side^2, 1, H, W) tiled into one (side H, side W) picture."""
-    _, _, height, width = images.shape
-    return images.cpu().reshape(side, side, height, width).permute(0, 2, 1, 3).reshape(side * height, side * width)
-
-
 def _example():
     return ((torch.rand(2, 1, 8, 8) < 0.5).float(),)
 
@@ -289,7 +284,7 @@ def binarized_mnist(run, cfg: BinarizedMnistConfig) -> dict:
     with run.figure("samples", ncols=2, size=(9, 4.5)) as (fig, (ax_s, ax_b)):
         for ax, imgs, title in ((ax_s, samples[:side ** 2], f"gated PixelCNN, {test_bits:.3f} bits/dim"),
                                 (ax_b, independent[:side ** 2], f"independent pixels, {baseline_bits:.3f} bits/dim")):
-            ax.imshow(image_grid(imgs, side), cmap="gray_r")
+            ax.imshow(strip(imgs, side), cmap="gray_r")
             ax.set(title=title, xticks=[], yticks=[])
     return {
         "side": cfg.side, "test_bits": test_bits, "train_bits": train_bits, "baseline_bits": baseline_bits,

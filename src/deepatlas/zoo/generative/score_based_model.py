@@ -22,11 +22,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from deepatlas.data.toy2d import eight_gaussians, eight_gaussians_modes
+from deepatlas.data.toy2d import eight_gaussians, eight_gaussians_modes, gaussian_fit
 from deepatlas.labs import Check, Goal, lab
 from deepatlas.nn.denoisers import TimeMLP
 from deepatlas.registry import register_model
-from deepatlas.zoo.generative.ddpm import DDPM, gaussian_fit, train, two_d_report
+from deepatlas.zoo.generative.ddpm import DDPM, train, two_d_report
+from deepatlas.zoo.generative.denoising_autoencoder import mixture_score
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, n: int) -> torch.Tensor:
@@ -169,14 +170,6 @@ def _plot_two_d(run, score: NCSN, reference, samples, modes, metrics) -> None:
 
 # --- score-based-model/eps-is-score: DDPM's noise predictor is a scaled score --------------------
 
-def mixture_score(x: torch.Tensor, means: torch.Tensor, var: float) -> torch.Tensor:
-    """\\nabla_x \\log p for an equal-weight mixture of N(m_k, var I): x (N, D), means (K, D) -> (N, D)."""
-    d2 = torch.cdist(x, means).square()  # (N, K)
-    # w_k(x) \propto \exp(-\lVert x - m_k \rVert^2 / 2 v),  \nabla \log p = \sum_k w_k (m_k - x) / v
-    w = torch.softmax(-d2 / (2 * var), dim=1)
-    return (w @ means - x) / var
-
-
 def noised_mixture(alpha_bar: float, means: torch.Tensor, std: float) -> tuple[torch.Tensor, float]:
     """q(x_t) of a mixture of N(m_k, std^2 I) under x_t = \\sqrt{\\bar\\alpha} x_0 + \\sqrt{1 - \\bar\\alpha} \\epsilon:
     the mixture of N(\\sqrt{\\bar\\alpha} m_k, (\\bar\\alpha std^2 + 1 - \\bar\\alpha) I)."""
@@ -237,7 +230,7 @@ def eps_is_score(run, cfg: EpsScoreConfig) -> dict:
         x0 = eight_gaussians(cfg.n_eval, seed=4000 + run.seed + t, std=std)
         x_t = math.sqrt(ab) * x0 + math.sqrt(1 - ab) * torch.randn(x0.shape, generator=g)
         m_t, v_t = noised_mixture(ab, means, std)
-        true = mixture_score(x_t, m_t, v_t)
+        true = mixture_score(x_t, m_t, math.sqrt(v_t))
         with torch.no_grad():
             eps = model(x_t.to(run.device), torch.full((len(x_t),), t, device=run.device)).cpu()
         # s_\theta(x_t, t) = -\epsilon_\theta(x_t, t) / \sqrt{1 - \bar\alpha_t}

@@ -249,9 +249,10 @@ def nats_to_bpd(nats: float) -> float:
 
 
 def strip(images: torch.Tensor, nrow: int) -> torch.Tensor:
-    """(N, 1, 28, 28) -> one (rows * 28, nrow * 28) image to show, row by row."""
-    rows = images.detach().cpu().view(-1, nrow, 28, 28)
-    return torch.cat([torch.cat(list(r), 1) for r in rows], 0)
+    """Images (N, 1, H, W), N a multiple of nrow, as one (N / nrow * H, nrow * W) picture, row by row."""
+    _, _, height, width = images.shape
+    tiles = images.detach().cpu().reshape(-1, nrow, height, width)  # (rows, nrow, H, W)
+    return tiles.permute(0, 2, 1, 3).reshape(-1, nrow * width)
 
 
 # --- vae/binarized-mnist: test ELBO, a smooth latent space, and beta's rate-distortion trade-off ----------
