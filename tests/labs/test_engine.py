@@ -130,3 +130,10 @@ def test_two_stores_write_at_once(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code, str(db), tag]) for tag in ("a", "b")]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
     assert len(Store(db).runs(limit=1000)) == 80
+
+
+def test_logged_rows_reach_the_file_while_the_run_goes_on(quiet_run):
+    quiet_run.log(0, loss=1.5)
+    quiet_run.log(10, loss=torch.tensor(0.5))
+    rows = [json.loads(line) for line in (quiet_run.dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [{"step": 0, "loss": 1.5}, {"step": 10, "loss": 0.5}]

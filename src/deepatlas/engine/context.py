@@ -31,7 +31,8 @@ class Run:
         self.quiet = quiet
         self.figures: list[Path] = []
         self._on_log = on_log
-        self._log = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        # line-buffered: each row reaches the file as it is logged, for readers of a live run and after a crash
+        self._log = open(run_dir / "metrics.jsonl", "a", encoding="utf-8", buffering=1)
 
     def progress(self, iterable=None, *, total: int | None = None, desc: str = ""):
         """A progress bar on stderr (silent with --quiet or --format json)."""
@@ -47,7 +48,6 @@ class Run:
             value = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
             if not math.isfinite(value):
                 self._log.write(json.dumps({**row, name: str(value)}) + "\n")
-                self._log.flush()
                 raise NonFiniteLoss(name, step, value)
             row[name] = value
         self._log.write(json.dumps(row) + "\n")
