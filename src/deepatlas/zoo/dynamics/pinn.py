@@ -94,7 +94,7 @@ class BurgersConfig:
     n_ic: int = 200  # initial points
     n_bc: int = 100  # boundary points
     n_f: int = 3000  # collocation points
-    adam_steps: int = 1000
+    adam_steps: int = 3000  # with 1000, seed 1 ended with its shock shifted below x = 0 (relative L2 0.205)
     lr: float = 1e-3
     lbfgs_iters: int = 3000
     nu: float = RAISSI_NU
