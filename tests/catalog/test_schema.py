@@ -1,6 +1,5 @@
 """Broken cards get errors that name the file, the field and what is wrong."""
 
-import textwrap
 
 import pytest
 

@@ -15,8 +15,6 @@ linear SEM reads X = X W + Z row by row, i.e. x_j = sum_i W_ij x_i + z_j.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 

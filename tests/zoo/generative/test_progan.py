@@ -23,16 +23,6 @@ from deepatlas.zoo.generative.progan import (
 )
 
 
-class _Run:
-    device = torch.device("cpu")
-
-    def progress(self, it, **kw):
-        return it
-
-    def log(self, step, **kw):
-        pass
-
-
 @settings(max_examples=20, deadline=None)
 @given(groups=st.integers(1, 3), group_size=st.integers(1, 4), seed=st.integers(0, 10_000))
 def test_minibatch_stddev_against_a_direct_computation(groups, group_size, seed):
@@ -115,13 +105,13 @@ def test_objective_adds_the_drift_term():
         progan_objective(eps_drift=-1)
 
 
-def test_growing_trains_every_stage_and_the_average_follows():
+def test_growing_trains_every_stage_and_the_average_follows(quiet_run):
     """A few steps through 4 -> 8 -> 16: finite losses, the new layers moved, the weight average lies between."""
     g = torch.Generator().manual_seed(0)
     G, D = ProGANGenerator(8, (8, 4, 4), generator=g), ProGANDiscriminator((8, 4, 4), generator=g)
     before = G.to_rgb[2].weight.detach().clone()
     x = torch.rand(64, 1, 16, 16) * 2 - 1
-    G_avg, losses = train_progan(_Run(), G, D, x, GrowthSchedule((4, 8, 16), (3, 4, 4)), batch_size=8,
+    G_avg, losses = train_progan(quiet_run, G, D, x, GrowthSchedule((4, 8, 16), (3, 4, 4)), batch_size=8,
                                  generator=g, ema_decay=0.5)
     assert len(losses) == 11 and all(math.isfinite(v) for v in losses)
     assert not torch.equal(G.to_rgb[2].weight, before)

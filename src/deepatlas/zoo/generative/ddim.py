@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import torch
 
-from deepatlas.data.toy2d import eight_gaussians, eight_gaussians_modes, gaussian_fit
+from deepatlas.data.toy2d import eight_gaussians_modes, gaussian_fit
 from deepatlas.labs import Check, Goal, lab
 from deepatlas.nn.denoisers import TimeMLP
-from deepatlas.zoo.generative.ddpm import DDPM, Diffusion, EpsFn, _at, randn, train, two_d_report
+from deepatlas.zoo.generative.ddpm import DDPM, Diffusion, EpsFn, _at, eight_gaussian_sets, randn, train, two_d_report
 
 
 def ddim_step(diffusion: Diffusion, eps_fn: EpsFn, x_t: torch.Tensor, t: int, s: int, eta: float = 0.0,
@@ -131,9 +131,7 @@ def speed_quality(run, cfg: SpeedConfig) -> dict:
     """DDPM with T = 1000 ancestral steps against DDIM with 50 and 10 steps: wall time and sliced W2."""
     torch.manual_seed(run.seed)
     g = torch.Generator().manual_seed(run.seed)
-    x_train = eight_gaussians(cfg.n_train, seed=1000 + run.seed)
-    reference = eight_gaussians(cfg.n_eval, seed=2000 + run.seed)
-    real = eight_gaussians(cfg.n_eval, seed=3000 + run.seed)
+    x_train, reference, real = eight_gaussian_sets(cfg.n_train, cfg.n_eval, run.seed)
     mean, std = x_train.mean(0), x_train.std(0)
     model = DDPM(TimeMLP(2, cfg.hidden, cfg.depth), cfg.T).to(run.device)
     train(run, model, lambda xb: model.loss(xb, g), ((x_train - mean) / std).to(run.device), steps=cfg.steps,

@@ -269,6 +269,13 @@ class TwoDConfig:
     radius: float = 0.6  # a sample within 3 std (0.2) of a mode is of high quality
 
 
+def eight_gaussian_sets(n_train: int, n_eval: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The 2-D diffusion, score and energy labs' data, from three disjoint seeds: training points, a held-out
+    reference the samples are compared with, and a second held-out draw (the best any model can score)."""
+    return (eight_gaussians(n_train, seed=1000 + seed), eight_gaussians(n_eval, seed=2000 + seed),
+            eight_gaussians(n_eval, seed=3000 + seed))
+
+
 def two_d_report(samples: dict[str, torch.Tensor], reference: torch.Tensor, modes: torch.Tensor, radius: float,
                  seed: int) -> dict:
     """Sliced W2 and MMD^2 to `reference`, mode coverage and high-quality share, for each named sample set,
@@ -313,9 +320,7 @@ def two_d(run, cfg: TwoDConfig) -> dict:
     """DDPM with an MLP denoiser on eight Gaussians: sliced W2 to held-out data and mode coverage."""
     torch.manual_seed(run.seed)
     g = torch.Generator().manual_seed(run.seed)
-    x_train = eight_gaussians(cfg.n_train, seed=1000 + run.seed)
-    reference = eight_gaussians(cfg.n_eval, seed=2000 + run.seed)  # held-out: what samples are compared with
-    real = eight_gaussians(cfg.n_eval, seed=3000 + run.seed)  # a second held-out draw: the best achievable
+    x_train, reference, real = eight_gaussian_sets(cfg.n_train, cfg.n_eval, run.seed)
     mean, std = x_train.mean(0), x_train.std(0)
     model = DDPM(TimeMLP(2, cfg.hidden, cfg.depth), cfg.T, cfg.schedule).to(run.device)
     z_train = ((x_train - mean) / std).to(run.device)

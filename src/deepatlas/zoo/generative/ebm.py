@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from deepatlas.data.toy2d import eight_gaussians, eight_gaussians_modes, gaussian_fit
+from deepatlas.data.toy2d import eight_gaussians_modes, gaussian_fit
 from deepatlas.labs import Check, Goal, lab
 from deepatlas.nn.linear import Linear
 from deepatlas.optim.optimizers import Adam
 from deepatlas.registry import register_model
-from deepatlas.zoo.generative.ddpm import two_d_report
+from deepatlas.zoo.generative.ddpm import eight_gaussian_sets, two_d_report
 
 
 class EnergyMLP(nn.Module):
@@ -151,9 +151,8 @@ def two_d(run, cfg: TwoDConfig) -> dict:
     """An MLP energy by persistent contrastive divergence on eight Gaussians: Langevin samples and Z."""
     torch.manual_seed(run.seed)
     g = torch.Generator().manual_seed(run.seed)
-    x_train = eight_gaussians(cfg.n_train, seed=1000 + run.seed).to(run.device)
-    reference = eight_gaussians(cfg.n_eval, seed=2000 + run.seed)
-    real = eight_gaussians(cfg.n_eval, seed=3000 + run.seed)
+    x_train, reference, real = eight_gaussian_sets(cfg.n_train, cfg.n_eval, run.seed)
+    x_train = x_train.to(run.device)
     energy = EnergyMLP(2, cfg.hidden, cfg.depth, cfg.tau, generator=g).to(run.device)
     opt = Adam(energy.parameters(), lr=cfg.lr)
     buffer = ReplayBuffer(cfg.buffer, -cfg.box, cfg.box, 2, g)

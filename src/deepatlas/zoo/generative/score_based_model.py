@@ -26,7 +26,7 @@ from deepatlas.data.toy2d import eight_gaussians, eight_gaussians_modes, gaussia
 from deepatlas.labs import Check, Goal, lab
 from deepatlas.nn.denoisers import TimeMLP
 from deepatlas.registry import register_model
-from deepatlas.zoo.generative.ddpm import DDPM, train, two_d_report
+from deepatlas.zoo.generative.ddpm import DDPM, eight_gaussian_sets, train, two_d_report
 from deepatlas.zoo.generative.denoising_autoencoder import mixture_score
 
 
@@ -133,9 +133,7 @@ def two_d(run, cfg: TwoDConfig) -> dict:
     """NCSN with annealed Langevin on eight Gaussians: sliced W2 to held-out data and mode coverage."""
     torch.manual_seed(run.seed)
     g = torch.Generator().manual_seed(run.seed)
-    x_train = eight_gaussians(cfg.n_train, seed=1000 + run.seed)
-    reference = eight_gaussians(cfg.n_eval, seed=2000 + run.seed)
-    real = eight_gaussians(cfg.n_eval, seed=3000 + run.seed)
+    x_train, reference, real = eight_gaussian_sets(cfg.n_train, cfg.n_eval, run.seed)
     score = NCSN(geometric_sigmas(cfg.sigma_max, cfg.sigma_min, cfg.levels), 2, cfg.hidden, cfg.depth).to(run.device)
     curve = train(run, score, lambda xb: dsm_loss(score, xb, g), x_train.to(run.device), steps=cfg.steps,
                   batch_size=cfg.batch_size, lr=cfg.lr, generator=g, name="dsm_loss")
